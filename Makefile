@@ -94,10 +94,13 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BUILD=$(BUILD) tools/run_bench.sh
 
+LUA_LIBDIR   ?= $(PREFIX)/lib/lua/$(LUA_VER)
+LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VER)
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VER)/whorl $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VER)/whorl
-	install -m 755 $(LUAMOD) $(DESTDIR)$(PREFIX)/lib/lua/$(LUA_VER)/whorl/core.so
-	cp -r lua/whorl/. $(DESTDIR)$(PREFIX)/share/lua/$(LUA_VER)/whorl/
+	install -d $(DESTDIR)$(LUA_LIBDIR)/whorl $(DESTDIR)$(LUA_SHAREDIR)/whorl
+	install -m 755 $(LUAMOD) $(DESTDIR)$(LUA_LIBDIR)/whorl/core.so
+	cp -r lua/whorl/. $(DESTDIR)$(LUA_SHAREDIR)/whorl/
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/whorl
 	install -m 644 $(LIB) $(SOLIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 core/*.h $(DESTDIR)$(PREFIX)/include/whorl/
