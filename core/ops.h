@@ -59,7 +59,7 @@ wh_status wh_rsub_scalar(wh_tensor *x, double s, wh_tensor **out);
 wh_status wh_rdiv_scalar(wh_tensor *x, double s, wh_tensor **out);
 
 typedef enum { WH_UN_NEG, WH_UN_EXP, WH_UN_LOG, WH_UN_SQRT, WH_UN_ABS, WH_UN_RELU,
-               WH_UN_SIGMOID, WH_UN_TANH, WH_UN_SQUARE } wh_unary_op;
+               WH_UN_SIGMOID, WH_UN_TANH, WH_UN_SQUARE, WH_UN_SIN, WH_UN_COS } wh_unary_op;
 wh_status wh_unary(wh_unary_op op, wh_tensor *x, wh_tensor **out);
 wh_status wh_leaky_relu(wh_tensor *x, double slope, wh_tensor **out);
 /* Clamps to [lo, hi]; use -INFINITY/INFINITY for one-sided clamps.  The

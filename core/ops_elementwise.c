@@ -131,7 +131,7 @@ wh_status wh_pow(wh_tensor *a, wh_tensor *b, wh_tensor **out) { return wh_binary
 
 static const char *unary_name(int mop) {
     static const char *names[] = {"neg", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh",
-                                  "square", "leaky_relu", "clamp", "affine", "pow", "rsub", "rdiv"};
+                                  "square", "sin", "cos", "leaky_relu", "clamp", "affine", "pow", "rsub", "rdiv"};
     return mop >= 0 && mop <= WH_MATH_RDIV ? names[mop] : "unary";
 }
 
@@ -197,7 +197,7 @@ static wh_status unary_apply(int mop, wh_tensor *x, double p0, double p1, wh_ten
 }
 
 wh_status wh_unary(wh_unary_op op, wh_tensor *x, wh_tensor **out) {
-    if ((int)op < 0 || (int)op > WH_MATH_SQUARE)
+    if ((int)op < 0 || (int)op > WH_MATH_COS)
         return wh_fail(WH_ERR_ARG, "unary: unknown op %d", (int)op);
     return unary_apply((int)op, x, 0, 0, out);
 }
@@ -346,7 +346,7 @@ static wh_status unary_inplace(const char *name, int mop, wh_tensor *x, double p
 }
 
 wh_status wh_unary_(wh_unary_op op, wh_tensor *x) {
-    if ((int)op < 0 || (int)op > WH_MATH_SQUARE)
+    if ((int)op < 0 || (int)op > WH_MATH_COS)
         return wh_fail(WH_ERR_ARG, "unary_: unknown op %d", (int)op);
     return unary_inplace(unary_name((int)op), (int)op, x, 0, 0);
 }

@@ -17,12 +17,12 @@
 enum { WH_MATH_ADD, WH_MATH_SUB, WH_MATH_MUL, WH_MATH_DIV, WH_MATH_POW, WH_MATH_MAXIMUM,
        WH_MATH_MINIMUM };
 enum { WH_MATH_NEG, WH_MATH_EXP, WH_MATH_LOG, WH_MATH_SQRT, WH_MATH_ABS, WH_MATH_RELU,
-       WH_MATH_SIGMOID, WH_MATH_TANH, WH_MATH_SQUARE,
+       WH_MATH_SIGMOID, WH_MATH_TANH, WH_MATH_SQUARE, WH_MATH_SIN, WH_MATH_COS,
        /* parameterised unary ops (p0, p1 below) */
        WH_MATH_LEAKY_RELU, WH_MATH_CLAMP, WH_MATH_AFFINE, WH_MATH_POW_SCALAR,
        WH_MATH_RSUB, WH_MATH_RDIV };
 
-#define WH_DEFINE_ELEMENTWISE_MATH(T, SUF, EXP, LOG, SQRT, TANH, FABS, POW)                  \
+#define WH_DEFINE_ELEMENTWISE_MATH(T, SUF, EXP, LOG, SQRT, TANH, FABS, POW, SIN, COS)                  \
     /* a op b */                                                                           \
     WH_HD static inline T wh_binary_forward_##SUF(int op, T a, T b) {                       \
         switch (op) {                                                                      \
@@ -73,6 +73,8 @@ enum { WH_MATH_NEG, WH_MATH_EXP, WH_MATH_LOG, WH_MATH_SQRT, WH_MATH_ABS, WH_MATH
             else { T e = EXP(x); return e / ((T)1 + e); }                                  \
         case WH_MATH_TANH: return TANH(x);                                                 \
         case WH_MATH_SQUARE: return x * x;                                                 \
+        case WH_MATH_SIN: return SIN(x);                                                   \
+        case WH_MATH_COS: return COS(x);                                                   \
         case WH_MATH_LEAKY_RELU: return x > 0 ? x : x * p0;                                \
         case WH_MATH_CLAMP: return x < p0 ? p0 : x > p1 ? p1 : x;                          \
         case WH_MATH_AFFINE: return x * p0 + p1;                                           \
@@ -93,6 +95,8 @@ enum { WH_MATH_NEG, WH_MATH_EXP, WH_MATH_LOG, WH_MATH_SQRT, WH_MATH_ABS, WH_MATH
         case WH_MATH_SIGMOID: return g * y * ((T)1 - y);                                   \
         case WH_MATH_TANH: return g * ((T)1 - y * y);                                      \
         case WH_MATH_SQUARE: return 2 * x * g;                                             \
+        case WH_MATH_SIN: return g * COS(x);                                               \
+        case WH_MATH_COS: return -g * SIN(x);                                              \
         case WH_MATH_LEAKY_RELU: return x > 0 ? g : g * p0;                                \
         case WH_MATH_CLAMP: return x >= p0 && x <= p1 ? g : (T)0;                          \
         case WH_MATH_AFFINE: return g * p0;                                                \
@@ -102,7 +106,7 @@ enum { WH_MATH_NEG, WH_MATH_EXP, WH_MATH_LOG, WH_MATH_SQRT, WH_MATH_ABS, WH_MATH
         }                                                                                  \
     }
 
-WH_DEFINE_ELEMENTWISE_MATH(float, f32, expf, logf, sqrtf, tanhf, fabsf, powf)
-WH_DEFINE_ELEMENTWISE_MATH(double, f64, exp, log, sqrt, tanh, fabs, pow)
+WH_DEFINE_ELEMENTWISE_MATH(float, f32, expf, logf, sqrtf, tanhf, fabsf, powf, sinf, cosf)
+WH_DEFINE_ELEMENTWISE_MATH(double, f64, exp, log, sqrt, tanh, fabs, pow, sin, cos)
 
 #endif
