@@ -28,7 +28,8 @@ wh_status wh_unsqueeze(wh_tensor *x, int dim, wh_tensor **out);
 wh_status wh_squeeze(wh_tensor *x, int dim, bool all, wh_tensor **out);
 wh_status wh_expand(wh_tensor *x, int ndim, const int64_t *shape, wh_tensor **out);
 wh_status wh_contiguous(wh_tensor *x, wh_tensor **out);
-/* Differentiable dtype conversion between float dtypes (copy). */
+/* Differentiable dtype conversion between float dtypes (a copy; x itself
+ * when it already has dtype dt). */
 wh_status wh_to_dtype(wh_tensor *x, wh_dtype dt, wh_tensor **out);
 /* A copy (differentiable). */
 wh_status wh_clone(wh_tensor *x, wh_tensor **out);
@@ -81,9 +82,11 @@ wh_status wh_fill_(wh_tensor *x, double value);
  * dims: ndims dimension indices (negative allowed); ndims == 0 reduces all. */
 wh_status wh_sum(wh_tensor *x, int ndims, const int *dims, bool keepdim, wh_tensor **out);
 wh_status wh_mean(wh_tensor *x, int ndims, const int *dims, bool keepdim, wh_tensor **out);
-/* Max over dims; the gradient goes to the (first) arg max.  `indices`
- * (may be NULL) receives the arg max along a single dim as float64. */
+/* Max over dims; the gradient goes to the (first) arg max. */
 wh_status wh_max(wh_tensor *x, int ndims, const int *dims, bool keepdim, wh_tensor **out);
+/* The (first) arg max as float64, 0-based: along one dim (ndims == 1) or the
+ * flat row-major index over all elements (ndims == 0).  No gradient. */
+wh_status wh_argmax(wh_tensor *x, int ndims, const int *dims, bool keepdim, wh_tensor **out);
 wh_status wh_softmax(wh_tensor *x, int dim, wh_tensor **out);
 wh_status wh_log_softmax(wh_tensor *x, int dim, wh_tensor **out);
 /* Sum of squares of all elements, as a double (no autograd; norm clipping). */
@@ -152,5 +155,11 @@ wh_status wh_bce_loss(wh_tensor *pred, wh_tensor *target, wh_tensor *weight, wh_
  * non-ignored elements weighted by class weights (PyTorch semantics). */
 wh_status wh_cross_entropy(wh_tensor *logits, wh_tensor *target, wh_tensor *class_weight,
                            int64_t ignore_index, wh_reduction r, wh_tensor **out);
+/* The same with class ids (and ignore_index) counted from `base`: the Lua
+ * binding passes 1 for Torch7's 1-based ids, so errors name the ids the
+ * user wrote. */
+wh_status wh_cross_entropy_based(wh_tensor *logits, wh_tensor *target, wh_tensor *class_weight,
+                                 int64_t ignore_index, int64_t base, wh_reduction r,
+                                 wh_tensor **out);
 
 #endif
