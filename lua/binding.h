@@ -40,6 +40,9 @@ void whl_check_shape(lua_State *L, int idx, int *ndim, int64_t *shape);
  * returned 0-based; errors when out of range. ndim_extra allows one past the
  * end (unsqueeze). */
 int whl_check_dim(lua_State *L, int idx, int ndim, int ndim_extra);
+/* A 1-based (or negative) index argument into a dimension of size n,
+ * returned 0-based; errors name op and the (1-based) dim when out of range. */
+int64_t whl_check_index(lua_State *L, int idx, int64_t n, const char *op, int dim);
 /* dtype from a string ("float32"/"float"/"float64"/"double"/"uint8"/"byte"). */
 wh_dtype whl_check_dtype(lua_State *L, int idx);
 wh_dtype whl_opt_dtype(lua_State *L, int idx, wh_dtype def);
