@@ -1,7 +1,7 @@
 /* tostring(t): Torch7's layout.  One number format per tensor, chosen from
- * the range of its values (integers without decimals, a common "1e-03 *"
- * scale when all values share a magnitude, scientific notation when they
- * span more than four orders); 1-d tensors print as a column, matrices as
+ * the range of its values (integers without decimals, a common scale
+ * line such as "0.001 *" when all values share a magnitude, scientific
+ * notation when they span more than four orders); 1-d tensors print as a column, matrices as
  * rows split into "Columns a to b" chunks of 80 characters, higher dims as
  * "(i,j,.,.) = " blocks of their last two dims; then a footer
  * "[whorl.FloatTensor of size 2x3]" with the autograd state.  Tensors of
