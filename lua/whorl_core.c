@@ -366,12 +366,17 @@ static wh_tensor **tensor_list(lua_State *L, int idx, const char *what, int *n, 
  * intermediate), leaving every .grad untouched. */
 static int l_grad(lua_State *L) {
     int nout, nin, ngo = 0;
+    lua_settop(L, 3); /* scratch arrays go above the arguments */
     wh_tensor **outs = tensor_list(L, 1, "outputs", &nout, false, -1);
     wh_tensor **ins = tensor_list(L, 2, "inputs", &nin, false, -1);
     bool retain = whl_opt_field_boolean(L, 3, "retain_graph", false);
     wh_tensor **gouts = NULL;
     int slot = lua_gettop(L) + 1;
     if (get_option(L, 3, "grad_outputs") != LUA_TNIL) {
+        /* entries may be nil (a ones gradient), so # only bounds the count */
+        if (lua_type(L, slot) == LUA_TTABLE && luaL_len(L, slot) > nout)
+            luaL_error(L, "grad: %d grad_outputs given for %d outputs", (int)luaL_len(L, slot),
+                       nout);
         gouts = tensor_list(L, slot, "grad_outputs", &ngo, true,
                             whl_is_tensor(L, slot) ? -1 : nout);
         if (ngo != nout)
