@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "binding.h"
+#include "ops_util.h"
 
 /* ---- binary ---------------------------------------------------------------------- */
 
@@ -146,11 +147,21 @@ static int self(lua_State *L) {
     return 1;
 }
 
+/* The number forms run through affine_; checking first makes errors name
+ * the method the user called. */
+static void check_scalar_inplace(lua_State *L, const char *name, wh_tensor *t) {
+    whl_check(L, wh_check_inplace(name, t));
+    whl_check(L, wh_check_float(name, "self", t));
+}
+
 /* t += alpha * x, for a tensor or a number x. */
 static int add_inplace(lua_State *L, double sign) {
     wh_tensor *t = whl_check_tensor(L, 1);
     double alpha = sign * luaL_optnumber(L, 3, 1.0);
-    if (lua_type(L, 2) == LUA_TNUMBER) whl_check(L, wh_affine_(t, 1.0, alpha * lua_tonumber(L, 2)));
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        check_scalar_inplace(L, sign > 0 ? "add_" : "sub_", t);
+        whl_check(L, wh_affine_(t, 1.0, alpha * lua_tonumber(L, 2)));
+    }
     else whl_check(L, wh_add_(t, whl_check_tensor(L, 2), alpha));
     return self(L);
 }
@@ -160,7 +171,10 @@ static int m_sub_(lua_State *L) { return add_inplace(L, -1.0); }
 
 static int m_mul_(lua_State *L) {
     wh_tensor *t = whl_check_tensor(L, 1);
-    if (lua_type(L, 2) == LUA_TNUMBER) whl_check(L, wh_affine_(t, lua_tonumber(L, 2), 0.0));
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        check_scalar_inplace(L, "mul_", t);
+        whl_check(L, wh_affine_(t, lua_tonumber(L, 2), 0.0));
+    }
     else whl_check(L, wh_mul_(t, whl_check_tensor(L, 2)));
     return self(L);
 }
@@ -170,6 +184,7 @@ static int m_div_(lua_State *L) {
     if (lua_type(L, 2) != LUA_TNUMBER)
         return luaL_error(L, "div_: divides by a number only (for a tensor use t:mul_(1 / x) "
                           "or x:pow(-1))");
+    check_scalar_inplace(L, "div_", t);
     whl_check(L, wh_affine_(t, 1.0 / lua_tonumber(L, 2), 0.0));
     return self(L);
 }
