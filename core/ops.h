@@ -155,9 +155,9 @@ wh_status wh_bce_loss(wh_tensor *pred, wh_tensor *target, wh_tensor *weight, wh_
  * non-ignored elements weighted by class weights (PyTorch semantics). */
 wh_status wh_cross_entropy(wh_tensor *logits, wh_tensor *target, wh_tensor *class_weight,
                            int64_t ignore_index, wh_reduction r, wh_tensor **out);
-/* The same with class ids (and ignore_index) counted from `base`: the Lua
- * binding passes 1 for Torch7's 1-based ids, so errors name the ids the
- * user wrote. */
+/* For the Lua binding: class ids (and ignore_index) counted from `base`
+ * (1 for Torch7's ids), and positions in messages 1-based, so errors name
+ * what the user wrote. */
 wh_status wh_cross_entropy_based(wh_tensor *logits, wh_tensor *target, wh_tensor *class_weight,
                                  int64_t ignore_index, int64_t base, wh_reduction r,
                                  wh_tensor **out);

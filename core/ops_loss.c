@@ -228,9 +228,11 @@ static const char *position_str(int ndim, const int64_t *shape, int64_t i, int64
 }
 
 /* Reads the target (any dtype, any strides) into class ids counted from 0,
- * checking each against [base, base + C) and ignore_index. */
+ * checking each against [base, base + C) and ignore_index; a message names
+ * the position counted from pos_base. */
 static wh_status read_classes(const char *op, const wh_tensor *target, int64_t C,
-                              int64_t ignore_index, int64_t base, int64_t *cls) {
+                              int64_t ignore_index, int64_t base, int64_t pos_base,
+                              int64_t *cls) {
     const char *data = target->storage->data;
     int64_t i = 0, bad = -1;
     double bad_value = 0;
@@ -254,7 +256,7 @@ static wh_status read_classes(const char *op, const wh_tensor *target, int64_t C
     });
     if (bad >= 0) {
         char pos[160];
-        position_str(target->ndim, target->shape, bad, base, pos, sizeof pos);
+        position_str(target->ndim, target->shape, bad, pos_base, pos, sizeof pos);
         return wh_fail(WH_ERR_INDEX, "%s: target value %g at %s is not a class id in [%lld, %lld] "
                        "(logits have %lld classes; ignore_index is %lld)", op, bad_value, pos,
                        (long long)base, (long long)(base + C - 1), (long long)C,
@@ -310,9 +312,9 @@ static wh_status cross_entropy_backward(wh_node *n, wh_tensor *g, wh_tensor **gi
     return WH_OK;
 }
 
-wh_status wh_cross_entropy_based(wh_tensor *logits, wh_tensor *target, wh_tensor *class_weight,
-                                 int64_t ignore_index, int64_t base, wh_reduction r,
-                                 wh_tensor **out) {
+static wh_status cross_entropy(wh_tensor *logits, wh_tensor *target, wh_tensor *class_weight,
+                               int64_t ignore_index, int64_t base, int64_t pos_base,
+                               wh_reduction r, wh_tensor **out) {
     const char *op = "cross_entropy";
     char a[128], b[128];
     *out = NULL;
@@ -353,7 +355,7 @@ wh_status wh_cross_entropy_based(wh_tensor *logits, wh_tensor *target, wh_tensor
         return wh_fail(WH_ERR_MEMORY, "%s: out of memory", op);
     }
     wh_tensor *z = NULL, *y = NULL;
-    wh_status st = read_classes(op, target, C, ignore_index, base, ctx->cls);
+    wh_status st = read_classes(op, target, C, ignore_index, base, pos_base, ctx->cls);
     if (st == WH_OK) st = wh_contig(logits, &z);
     if (st == WH_OK) {
         if (r == WH_REDUCE_NONE) st = wh_tensor_empty(logits->dtype, target->ndim, target->shape, NULL, &y);
@@ -419,5 +421,11 @@ done:
 
 wh_status wh_cross_entropy(wh_tensor *logits, wh_tensor *target, wh_tensor *class_weight,
                            int64_t ignore_index, wh_reduction r, wh_tensor **out) {
-    return wh_cross_entropy_based(logits, target, class_weight, ignore_index, 0, r, out);
+    return cross_entropy(logits, target, class_weight, ignore_index, 0, 0, r, out);
+}
+
+wh_status wh_cross_entropy_based(wh_tensor *logits, wh_tensor *target, wh_tensor *class_weight,
+                                 int64_t ignore_index, int64_t base, wh_reduction r,
+                                 wh_tensor **out) {
+    return cross_entropy(logits, target, class_weight, ignore_index, base, 1, r, out);
 }
