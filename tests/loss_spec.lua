@@ -166,6 +166,38 @@ describe("pixel loss gradients", function()
     end)
 end)
 
+describe("large and strided inputs", function()
+    before_each(function() whorl.manual_seed(23) end)
+
+    it("agree with the same losses written with elementwise ops and reductions", function()
+        local p, t = whorl.randn(4, 3, 64, 64, "float64"), whorl.randn(4, 3, 64, 64, "float64")
+        local w = whorl.rand(1, 3, 1, 64, "float64")
+        local d = p - t
+        local ref = (w * d * d):sum():item() / p:numel()
+        assert.is_true(math.abs(whorl.mse_loss(p, t, { weight = w }):item() - ref) < 1e-12)
+        -- A transposed (non-contiguous) pred and target give the same losses.
+        local pt, tt = p:transpose(3, 4), t:transpose(3, 4)
+        local a = whorl.l1_loss(pt, tt, "none")
+        local b = whorl.l1_loss(pt:contiguous(), tt:contiguous(), "none")
+        assert.are.same(gradcheck.flat(a), gradcheck.flat(b))
+    end)
+
+    it("cross_entropy matches -log_softmax at the target, on a large map", function()
+        local z = whorl.randn(2, 5, 64, 64, "float64")
+        local tv = {}
+        for i = 1, 2 * 64 * 64 do tv[i] = (i * 7) % 5 end
+        local t = whorl.tensor(tv):view(2, 64, 64)
+        local l = gradcheck.flat(whorl.cross_entropy(z, t, { base = 0, reduction = "none" }))
+        local ls = z:log_softmax(2)
+        for _, i in ipairs({ 1, 77, 4096, 8192 }) do
+            local n, rest = (i - 1) // 4096, (i - 1) % 4096
+            local h, w = rest // 64, rest % 64
+            local ref = -ls:get(n + 1, tv[i] + 1, h + 1, w + 1)
+            assert.is_true(math.abs(l[i] - ref) < 1e-12)
+        end
+    end)
+end)
+
 describe("cross_entropy gradients", function()
     before_each(function() whorl.manual_seed(22) end)
 

@@ -234,6 +234,71 @@ describe("upsample", function()
     end)
 end)
 
+describe("large and strided inputs (the threaded loops)", function()
+    before_each(function() whorl.manual_seed(14) end)
+
+    local function max_abs_diff(a, b)
+        local va, vb, worst = gradcheck.flat(a), gradcheck.flat(b), 0
+        assert.are.equal(#va, #vb)
+        for i = 1, #va do worst = math.max(worst, math.abs(va[i] - vb[i])) end
+        return worst
+    end
+
+    -- 2x2 pooling is a reduction over the window dims of a 6-d view, so the
+    -- reductions give an independent answer for the fast path.
+    it("2x2 pooling equals max and mean over the window dims, gradients included", function()
+        local x = randn64(2, 8, 64, 48)
+        x.requires_grad = true
+        local function windows() return x:view(2, 8, 32, 2, 24, 2) end
+        local g = randn64(2, 8, 32, 24)
+        local a, b = whorl.max_pool2d(x, 2), windows():max({ 4, 6 })
+        assert.are.equal(0, max_abs_diff(a, b))
+        local ga = whorl.grad(a, { x }, { grad_outputs = g })[1]
+        local gb = whorl.grad(b, { x }, { grad_outputs = g })[1]
+        assert.are.equal(0, max_abs_diff(ga, gb))
+        local c, d = whorl.avg_pool2d(x, 2), windows():mean({ 4, 6 })
+        assert.is_true(max_abs_diff(c, d) < 1e-14)
+        local gc = whorl.grad(c, { x }, { grad_outputs = g })[1]
+        local gd = whorl.grad(d, { x }, { grad_outputs = g })[1]
+        assert.is_true(max_abs_diff(gc, gd) < 1e-14)
+    end)
+
+    it("nearest scale 2 equals expanding each pixel to a 2x2 block", function()
+        local x = whorl.randn(2, 8, 40, 56)
+        local y = whorl.upsample(x, 2)
+        local e = x:view(2, 8, 40, 1, 56, 1):expand(2, 8, 40, 2, 56, 2):reshape(2, 8, 80, 112)
+        assert.are.equal(0, max_abs_diff(y, e))
+        -- The generic table path (a size that is not twice the input) agrees on
+        -- the pixels both paths share.
+        local z = whorl.upsample(x, { size = { 80, 113 } })
+        assert.are.equal(0, max_abs_diff(z:narrow(4, 1, 2), y:narrow(4, 1, 2)))
+    end)
+
+    it("gives the same on a non-contiguous view as on its contiguous copy", function()
+        local x = randn64(2, 3, 40, 36):transpose(3, 4)
+        assert.is_false(x:is_contiguous())
+        local xc = x:contiguous()
+        local opts = { kernel = 3, stride = 2, padding = 1, ceil_mode = true }
+        assert.are.equal(0, max_abs_diff(whorl.max_pool2d(x, opts), whorl.max_pool2d(xc, opts)))
+        assert.are.equal(0, max_abs_diff(whorl.avg_pool2d(x, opts), whorl.avg_pool2d(xc, opts)))
+        local up = { size = { 50, 61 }, mode = "bilinear" }
+        assert.are.equal(0, max_abs_diff(whorl.upsample(x, up), whorl.upsample(xc, up)))
+        assert.are.equal(0, max_abs_diff(whorl.batch_norm(x, nil, nil, nil, nil),
+            whorl.batch_norm(xc, nil, nil, nil, nil)))
+    end)
+
+    it("batch norm of a large float32 batch with a large mean has zero mean, unit variance", function()
+        local x = whorl.randn(16, 4, 32, 32) * 3 + 1000
+        local y = whorl.batch_norm(x, nil, nil, nil, nil)
+        local m = gradcheck.flat(y:mean({ 1, 3, 4 }))
+        local v = gradcheck.flat((y * y):mean({ 1, 3, 4 }))
+        for c = 1, 4 do
+            assert.is_true(math.abs(m[c]) < 1e-3)
+            assert.is_true(math.abs(v[c] - 1) < 1e-3)
+        end
+    end)
+end)
+
 describe("batch_norm", function()
     before_each(function() whorl.manual_seed(13) end)
 
