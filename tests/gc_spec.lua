@@ -1,0 +1,93 @@
+-- The garbage collector must see tensor memory: a Lua tensor is a few
+-- bytes of userdata in front of megabytes of C storage, and without the
+-- binding's pacing (whorl_core.c) the loops below would hold gigabytes.
+local whorl = require "whorl"
+
+local MB = 1024 * 1024
+
+local function rss_bytes()
+    for line in io.lines("/proc/self/status") do
+        local kb = line:match("^VmRSS:%s+(%d+)%s+kB")
+        if kb then return tonumber(kb) * 1024 end
+    end
+    error("no VmRSS in /proc/self/status")
+end
+
+local function settle()
+    collectgarbage()
+    collectgarbage()
+end
+
+describe("garbage collection of tensors", function()
+    it("keeps 100,000 temporary 1 MB tensors flat in memory", function()
+        settle()
+        local rss0, live0 = rss_bytes(), whorl.memory_stats().live_bytes
+        local max_live = 0
+        for i = 1, 100000 do
+            local t = whorl.empty(MB // 4) -- 1 MB of float32
+            -- Writing one element faults in a page, so a leak would show in
+            -- RSS (4 kB a tensor, 400 MB in all) as well as in live bytes.
+            t:set(1 + (i % 1000), i)
+            if i % 1000 == 0 then
+                max_live = math.max(max_live, whorl.memory_stats().live_bytes)
+            end
+        end
+        local grown = rss_bytes() - rss0
+        assert.is_true(grown < 200 * MB, string.format("RSS grew by %.0f MB", grown / MB))
+        assert.is_true(max_live - live0 < 200 * MB,
+            string.format("live tensor bytes reached %.0f MB", (max_live - live0) / MB))
+        settle()
+        assert.is_true(whorl.memory_stats().live_bytes - live0 < MB)
+    end)
+
+    it("keeps fully written 1 MB tensors flat in resident memory", function()
+        settle()
+        local rss0 = rss_bytes()
+        for _ = 1, 5000 do
+            local t = whorl.zeros(MB // 4) -- memset writes every page: 5 GB if kept
+        end
+        local grown = rss_bytes() - rss0
+        assert.is_true(grown < 200 * MB, string.format("RSS grew by %.0f MB", grown / MB))
+    end)
+
+    it("returns live bytes to the start value after collectgarbage()", function()
+        settle()
+        local live0 = whorl.memory_stats().live_bytes
+        local keep = {}
+        for i = 1, 20 do keep[i] = whorl.rand(256, 256) end
+        local x = whorl.randn(64, 64, { requires_grad = true })
+        local y = (x * x + x:exp()):sum() -- graph nodes hold saved tensors
+        y:backward()
+        assert.is_true(whorl.memory_stats().live_bytes > live0 + 20 * 256 * 256 * 4)
+        keep, x, y = nil, nil, nil
+        settle()
+        assert.equal(live0, whorl.memory_stats().live_bytes)
+    end)
+
+    it("costs no extra collections in a loop of small tensors", function()
+        local a, b = whorl.rand(1000), whorl.rand(1000)
+        settle()
+        local before = whorl.memory_stats()
+        for _ = 1, 20000 do
+            local c = a * b + a -- 2 temporaries of 4 kB: 160 MB allocated in all
+            c = nil
+        end
+        local after = whorl.memory_stats()
+        -- one full collection per 64 MB (the floor) allocated, at most
+        assert.is_true(after.gc_collections - before.gc_collections <= 3,
+            string.format("%d full collections", after.gc_collections - before.gc_collections))
+    end)
+
+    it("reports its figures", function()
+        local s = whorl.memory_stats()
+        for _, k in ipairs({ "live_bytes", "peak_bytes", "gc_collections", "gc_threshold" }) do
+            assert.equal("number", type(s[k]), k)
+        end
+        assert.is_true(s.peak_bytes >= s.live_bytes)
+        assert.is_true(s.gc_threshold >= 64 * MB)
+        whorl.empty_cache() -- frees the allocator's cached blocks; must not disturb live tensors
+        local t = whorl.ones(MB)
+        whorl.empty_cache()
+        assert.equal(1, t[MB])
+    end)
+end)
