@@ -356,15 +356,21 @@ wh_status wh_mean(wh_tensor *x, int ndims, const int *dims, bool keepdim, wh_ten
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
-    /* Any groups: each output cell walks its reduced groups in row-major order. */          \
+    /* Any groups: each output cell walks its reduced groups in row-major     \
+     * order, the innermost reduced group as a plain strided run. */         \
     static void max_general_##SUF(const T *src, const dim_groups *g, int64_t nout, T *val,    \
                                   int64_t *arg) {                                            \
         int64_t stride[WH_MAX_DIMS], s = 1, nred = 1;                                        \
+        int last = -1;                                                                       \
         for (int i = g->n - 1; i >= 0; i--) {                                                \
             stride[i] = s;                                                                   \
             s *= g->size[i];                                                                 \
-            if (g->red[i]) nred *= g->size[i];                                               \
+            if (g->red[i]) {                                                                 \
+                nred *= g->size[i];                                                          \
+                if (last < 0) last = i;                                                      \
+            }                                                                                \
         }                                                                                    \
+        int64_t run = g->size[last], rs = stride[last], nruns = nred / run;                  \
         _Pragma("omp parallel for if (nout * nred > PARALLEL_MIN)")                          \
         for (int64_t q = 0; q < nout; q++) {                                                 \
             int64_t base = 0, rem = q;                                                       \
@@ -375,17 +381,19 @@ wh_status wh_mean(wh_tensor *x, int ndims, const int *dims, bool keepdim, wh_ten
             }                                                                                \
             T best = src[base];                                                              \
             int64_t bo = base;                                                               \
-            for (int64_t k = 1; k < nred; k++) {                                             \
+            for (int64_t k = 0; k < nruns; k++) {                                            \
                 int64_t off = base, kr = k;                                                  \
-                for (int i = g->n - 1; i >= 0; i--) {                                        \
+                for (int i = last - 1; i >= 0; i--) {                                        \
                     if (!g->red[i]) continue;                                                \
                     off += (kr % g->size[i]) * stride[i];                                    \
                     kr /= g->size[i];                                                        \
                 }                                                                            \
-                if (BETTER(src[off], best)) {                                                \
-                    best = src[off];                                                         \
-                    bo = off;                                                                \
-                }                                                                            \
+                const T *p = src + off;                                                      \
+                for (int64_t r = 0; r < run; r++)                                            \
+                    if (BETTER(p[r * rs], best)) {                                           \
+                        best = p[r * rs];                                                    \
+                        bo = off + r * rs;                                                   \
+                    }                                                                        \
             }                                                                                \
             val[q] = best;                                                                   \
             arg[q] = bo;                                                                     \
