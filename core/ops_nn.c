@@ -200,6 +200,9 @@ static void avg_pool_forward(wh_tensor *xc, wh_tensor *y, AVGPOOL_ARGS) {
     int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
     int64_t ph = p->padding[0], pw = p->padding[1];
     bool incl = p->count_include_pad;
+    /* 2x2 windows at stride 2 that all lie inside the input: always 4 pixels. */
+    bool fast = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && 2 * OH <= H &&
+                2 * OW <= W;
 #define AVGPOOL_FWD(T)                                                                       \
     do {                                                                                    \
         const T *X = wh_tensor_data(xc);                                                    \
@@ -208,6 +211,15 @@ static void avg_pool_forward(wh_tensor *xc, wh_tensor *y, AVGPOOL_ARGS) {
         for (int64_t pl = 0; pl < planes; pl++) {                                           \
             const T *xp = X + pl * H * W;                                                   \
             T *yp = Y + pl * OH * OW;                                                       \
+            if (fast) {                                                                     \
+                for (int64_t oh = 0; oh < OH; oh++) {                                       \
+                    const T *r0 = xp + 2 * oh * W, *r1 = r0 + W;                            \
+                    for (int64_t ow = 0; ow < OW; ow++)                                     \
+                        yp[oh * OW + ow] = (r0[2 * ow] + r0[2 * ow + 1] + r1[2 * ow] +      \
+                                            r1[2 * ow + 1]) * (T)0.25;                      \
+                }                                                                           \
+                continue;                                                                   \
+            }                                                                               \
             for (int64_t oh = 0; oh < OH; oh++) {                                           \
                 int64_t hs, he, hl;                                                         \
                 avg_window(oh, sh, ph, kh, H, &hs, &he, &hl);                               \
@@ -238,6 +250,8 @@ static wh_status avg_pool_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
     int64_t ph = p->padding[0], pw = p->padding[1];
     bool incl = p->count_include_pad;
+    bool fast = kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && 2 * OH <= H &&
+                2 * OW <= W;
     WH_TRY(wh_tensor_zeros(m->dtype, m->ndim, m->shape, &gin[0]));
 #define AVGPOOL_BACK(T)                                                                      \
     do {                                                                                    \
@@ -247,6 +261,16 @@ static wh_status avg_pool_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
         for (int64_t pl = 0; pl < planes; pl++) {                                           \
             T *dp = D + pl * H * W;                                                         \
             const T *gp = G + pl * OH * OW;                                                 \
+            if (fast) {                                                                     \
+                for (int64_t oh = 0; oh < OH; oh++) {                                       \
+                    T *r0 = dp + 2 * oh * W, *r1 = r0 + W;                                  \
+                    for (int64_t ow = 0; ow < OW; ow++) {                                   \
+                        T v = gp[oh * OW + ow] * (T)0.25;                                   \
+                        r0[2 * ow] = r0[2 * ow + 1] = r1[2 * ow] = r1[2 * ow + 1] = v;      \
+                    }                                                                       \
+                }                                                                           \
+                continue;                                                                   \
+            }                                                                               \
             for (int64_t oh = 0; oh < OH; oh++) {                                           \
                 int64_t hs, he, hl;                                                         \
                 avg_window(oh, sh, ph, kh, H, &hs, &he, &hl);                               \
