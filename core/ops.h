@@ -24,7 +24,8 @@ wh_status wh_transpose(wh_tensor *x, int dim0, int dim1, wh_tensor **out);
 wh_status wh_narrow(wh_tensor *x, int dim, int64_t start, int64_t length, wh_tensor **out);
 wh_status wh_select(wh_tensor *x, int dim, int64_t index, wh_tensor **out);
 wh_status wh_unsqueeze(wh_tensor *x, int dim, wh_tensor **out);
-/* dim < -ndim-... : squeeze all size-1 dims when `all` is true. */
+/* Drops dim when its size is 1 (a dim of another size stays, as in
+ * PyTorch); with `all`, drops every size-1 dim and ignores dim. */
 wh_status wh_squeeze(wh_tensor *x, int dim, bool all, wh_tensor **out);
 wh_status wh_expand(wh_tensor *x, int ndim, const int64_t *shape, wh_tensor **out);
 wh_status wh_contiguous(wh_tensor *x, wh_tensor **out);
