@@ -12,6 +12,7 @@
  *   whorl.memory_stats() -> {live_bytes, peak_bytes, gc_collections, gc_threshold}
  *   whorl.empty_cache()
  * Creation functions are in bind_create.c, tensor methods in bind_tensor.c. */
+#include <dlfcn.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -426,7 +427,18 @@ static const luaL_Reg module_fns[] = {
     {NULL, NULL},
 };
 
+/* lua_close unloads C modules with dlclose, which would unmap this library
+ * and the OpenMP runtime it pulled in while OpenMP's idle worker threads
+ * still run code there: a segfault at exit, seen in about one run in six.
+ * Taking a reference with RTLD_NODELETE keeps both mapped until exit. */
+static void pin_library(void) {
+    Dl_info info;
+    if (dladdr((void *)pin_library, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 int luaopen_whorl_core(lua_State *L) {
+    pin_library();
     lua_newtable(L);
     int module = lua_gettop(L);
     luaL_setfuncs(L, module_fns, 0);
