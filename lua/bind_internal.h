@@ -10,8 +10,9 @@ typedef struct {
     wh_tensor *t;
 } whl_tensor_ud;
 
-/* A CPU tensor with t's values (t itself with a new reference when it is
- * already on the CPU), pushed on the stack so it is released on error. */
+/* A CPU tensor with t's values, to read them: t itself when it is on the
+ * CPU (nothing pushed), else a copy pushed on the stack so that it is
+ * released with the stack.  Callers must keep t anchored meanwhile. */
 wh_tensor *whl_to_host(lua_State *L, wh_tensor *t);
 /* Reads element `off` (counted from the storage start) as a double. */
 double whl_load(const wh_tensor *t, int64_t off);

@@ -53,7 +53,8 @@ static int push_row(lua_State *L, wh_tensor *t, int key_idx) {
     if (t->ndim == 0) return luaL_error(L, "index: a 0-d tensor cannot be indexed (use item())");
     int64_t k = whl_check_index(L, key_idx, t->shape[0], "index", 1);
     if (t->ndim == 1) {
-        lua_pushnumber(L, whl_load(whl_to_host(L, t), t->offset + k * t->stride[0]));
+        wh_tensor *h = whl_to_host(L, t);
+        lua_pushnumber(L, whl_load(h, h->offset + k * h->stride[0]));
         return 1;
     }
     wh_tensor *v = NULL;

@@ -221,7 +221,8 @@ void whl_push_tensor_string(lua_State *L, wh_tensor *t) {
     }
     add_footer(&b, t);
     luaL_pushresult(&b);
-    /* drop the host copy, keep the string */
-    lua_replace(L, top + 1);
-    lua_settop(L, top + 1);
+    if (lua_gettop(L) > top + 1) { /* a host copy sits below the string */
+        lua_replace(L, top + 1);
+        lua_settop(L, top + 1);
+    }
 }

@@ -260,11 +260,7 @@ void whl_opt_field_pair(lua_State *L, int idx, const char *name, int def, int pa
 
 wh_tensor *whl_to_host(lua_State *L, wh_tensor *t) {
     wh_tensor *h = NULL;
-    if (wh_tensor_device(t).type == WH_CPU) {
-        wh_tensor_retain(t);
-        whl_push_tensor(L, t);
-        return t;
-    }
+    if (wh_tensor_device(t).type == WH_CPU) return t;
     whl_check(L, wh_tensor_empty(t->dtype, t->ndim, t->shape, NULL, &h));
     whl_push_tensor(L, h);
     whl_check(L, wh_copy_into(h, t));
