@@ -16,8 +16,9 @@
  *       in any dtype.  Class ids are 1-based as in Torch7's
  *       ClassNLLCriterion (base=0 takes 0-based ids, e.g. label images where
  *       0 is a class); ignore_index is compared with the ids as given.
- *       weight: per-class weights (C); mean divides by the summed weights
- *       of the counted elements (PyTorch). */
+ *       weight: per-class weights (C), constants (no gradient flows to
+ *       them); mean divides by the summed weights of the counted elements
+ *       (PyTorch). */
 #include <string.h>
 
 #include "binding.h"
