@@ -194,6 +194,7 @@ const char *whl_type_name(wh_dtype dt) {
 
 /* Pushes field `name` of the options table at idx (nil when idx is none/nil). */
 static int get_option(lua_State *L, int idx, const char *name) {
+    idx = lua_absindex(L, idx);
     if (lua_isnoneornil(L, idx)) {
         lua_pushnil(L);
         return LUA_TNIL;
