@@ -61,9 +61,9 @@ void whl_check(lua_State *L, wh_status st) {
  * collection by half again (at least GC_FLOOR), a full collection runs.
  * The cost is one full collection per GC_FLOOR (or more) bytes allocated,
  * negligible next to filling that memory; RSS stays within about
- * 1.5 x live + GC_FLOOR.  Incremental steps proportional to the bytes were
- * tried first and dropped: with a small Lua heap each megabyte allocated
- * triggered a whole collection cycle.
+ * 1.5 x live + GC_FLOOR.  Incremental steps proportional to the bytes
+ * (LUA_GCSTEP) are not used: Lua paces them on its own small heap, so with a
+ * few MB of Lua objects every few MB of tensors would start a whole cycle.
  * The state is per process, not per lua_State: the memory counter it
  * watches is global too. */
 #define GC_FLOOR ((size_t)64 << 20)
