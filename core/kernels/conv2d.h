@@ -126,13 +126,14 @@ void wh_conv2d_set_algo(wh_conv_algo algo);
  * Per-element math, shared with other backends.  Branch-free so loops over
  * them vectorise. */
 
-/* exp(x) for float, ~2 ulp on [-87, 88], clamped outside (no inf/denormal). */
-static inline float wh_expf_fast(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float fi = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - fi * 0.693359375f;
-    r = r + fi * 2.12194440e-4f;
+/* exp(x) for x in [-87, 0] (float; relative error ~2e-7): Cody-Waite range
+ * reduction and a degree-6 polynomial.  No clamps or branches, so it
+ * vectorises under the default -ftrapping-math. */
+static inline float wh_exp_nonpos_f32(float x) {
+    /* k = round(x / ln2) by the 1.5*2^23 trick; k in [-126, 0] */
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - k * 0.693359375f;
+    r = r + k * 2.12194440e-4f;
     float r2 = r * r;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -141,15 +142,38 @@ static inline float wh_expf_fast(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r2 + r + 1.0f;
-    int32_t bits = ((int32_t)fi + 127) << 23;
+    int32_t bits = ((int32_t)k + 127) * (1 << 23);
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
 }
 
+/* 1/(1+exp(-v)) from e = exp(-|v|) (|v| clamped to 87), so neither branch
+ * overflows and small results keep their relative precision; NaN in, NaN
+ * out.  Selections are done on the bits: float selects would stop GCC from
+ * vectorising loops over it. */
+static inline float wh_sigmoid_f32(float v) {
+    int32_t vb, pb, nb;
+    memcpy(&vb, &v, sizeof vb);
+    int32_t ab = vb & 0x7fffffff;                   /* |v| */
+    int32_t cb = ab > 0x42ae0000 ? 0x42ae0000 : ab; /* min(|v|, 87) */
+    float a;
+    memcpy(&a, &cb, sizeof a);
+    float e = wh_exp_nonpos_f32(-a);
+    float pos = 1.0f / (1.0f + e), neg = e * pos;   /* sigmoid(|v|), sigmoid(-|v|) */
+    memcpy(&pb, &pos, sizeof pb);
+    memcpy(&nb, &neg, sizeof nb);
+    int32_t m = -(int32_t)(vb < 0);                 /* v negative */
+    int32_t r = (pb & ~m) | (nb & m);
+    int32_t mn = -(int32_t)(ab > 0x7f800000);       /* v is NaN */
+    r = (vb & mn) | (r & ~mn);
+    float out;
+    memcpy(&out, &r, sizeof out);
+    return out;
+}
+
 static inline float wh_relu_f32(float v) { return v > 0.0f ? v : 0.0f; }
 static inline double wh_relu_f64(double v) { return v > 0.0 ? v : 0.0; }
-static inline float wh_sigmoid_f32(float v) { return 1.0f / (1.0f + wh_expf_fast(-v)); }
 static inline double wh_sigmoid_f64(double v) { return 1.0 / (1.0 + exp(-v)); }
 
 /* Derivative of the activation expressed with its output y. */

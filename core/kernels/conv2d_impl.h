@@ -40,11 +40,10 @@ static T F(sum)(const T *restrict p, size_t n) {
 /* col ((c1-c0)*kh*kw, (oh1-oh0)*w_out) = patches of channels [c0,c1) of one
  * image xn (c_in, h_in, w_in) for output rows [oh0, oh1). */
 static void F(im2col)(const wh_conv2d_shape *s, const T *restrict xn, int c0, int c1, int oh0,
-                      int oh1, T *restrict col, int par) {
+                      int oh1, T *restrict col) {
     const int H = s->h_in, W = s->w_in, Wo = s->w_out, KH = s->kh, KW = s->kw;
     const int sh = s->stride_h, sw = s->stride_w;
     const size_t nb = (size_t)(oh1 - oh0) * Wo;
-#pragma omp parallel for if (par) schedule(static)
     for (int c = c0; c < c1; c++) {
         for (int kh = 0; kh < KH; kh++) {
             for (int kw = 0; kw < KW; kw++) {
@@ -73,11 +72,10 @@ static void F(im2col)(const wh_conv2d_shape *s, const T *restrict xn, int c0, in
 
 /* dxn[c0:c1] += col2im(col) for output rows [oh0, oh1). */
 static void F(col2im)(const wh_conv2d_shape *s, const T *restrict col, int c0, int c1, int oh0,
-                      int oh1, T *restrict dxn, int par) {
+                      int oh1, T *restrict dxn) {
     const int H = s->h_in, W = s->w_in, Wo = s->w_out, KH = s->kh, KW = s->kw;
     const int sh = s->stride_h, sw = s->stride_w;
     const size_t nb = (size_t)(oh1 - oh0) * Wo;
-#pragma omp parallel for if (par) schedule(static)
     for (int c = c0; c < c1; c++) {
         for (int kh = 0; kh < KH; kh++) {
             for (int kw = 0; kw < KW; kw++) {
@@ -129,13 +127,11 @@ static wh_status F(fwd_gemm)(const wh_conv2d_shape *s, const T *x, const T *w, c
         } else {
             T *col = wh_scratch(0, sizeof(T) * (size_t)K * nb);
             if (!col) {
-                {
 #pragma omp atomic write
-                    st = WH_ERR_MEMORY;
-                }
+                st = WH_ERR_MEMORY;
                 continue;
             }
-            F(im2col)(s, xn, 0, s->c_in, oh0, oh1, col, !outer);
+            F(im2col)(s, xn, 0, s->c_in, oh0, oh1, col);
             B = col;
             ldb = nb;
         }
@@ -143,7 +139,6 @@ static wh_status F(fwd_gemm)(const wh_conv2d_shape *s, const T *x, const T *w, c
         GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, nb, K, 1, w, K, B, ldb, 0, yb,
              (int)HoWo);
         if (bias || act != WH_ACT_NONE) {
-#pragma omp parallel for if (!outer) schedule(static)
             for (int co = 0; co < M; co++)
                 F(bias_act)(yb + co * HoWo, nb, bias ? bias[co] : 0, act);
         }
@@ -181,10 +176,8 @@ static wh_status F(bwdin_gemm)(const wh_conv2d_shape *s, const T *dy, const T *w
             memset(dxn + c0 * HW, 0, sizeof(T) * (c1 - c0) * HW);
             T *col = wh_scratch(0, sizeof(T) * (size_t)Kg * rows * Wo);
             if (!col) {
-                {
 #pragma omp atomic write
-                    st = WH_ERR_MEMORY;
-                }
+                st = WH_ERR_MEMORY;
                 continue;
             }
             for (int oh0 = 0; oh0 < Ho; oh0 += rows) {
@@ -192,11 +185,10 @@ static wh_status F(bwdin_gemm)(const wh_conv2d_shape *s, const T *dy, const T *w
                 const int nb = (oh1 - oh0) * Wo;
                 GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, Kg, nb, M, 1, w + c0 * KK, K,
                      dyn + (size_t)oh0 * Wo, (int)HoWo, 0, col, nb);
-                F(col2im)(s, col, c0, c1, oh0, oh1, dxn, !outer);
+                F(col2im)(s, col, c0, c1, oh0, oh1, dxn);
             }
         }
         if (bias || act != WH_ACT_NONE) {
-#pragma omp parallel for if (!outer) schedule(static)
             for (int c = c0; c < c1; c++)
                 F(bias_act)(dxn + c * HW, HW, bias ? bias[c] : 0, act);
         }
@@ -240,13 +232,11 @@ static wh_status F(bwdw_gemm)(const wh_conv2d_shape *s, const T *x, const T *dy,
             } else {
                 T *col = wh_scratch(0, sizeof(T) * (size_t)K * nb);
                 if (!col) {
-                    {
 #pragma omp atomic write
                     st = WH_ERR_MEMORY;
-                }
                     continue;
                 }
-                F(im2col)(s, xn, 0, s->c_in, oh0, oh1, col, !outer);
+                F(im2col)(s, xn, 0, s->c_in, oh0, oh1, col);
                 B = col;
                 ldb = nb;
             }
@@ -373,10 +363,8 @@ static wh_status F(bwdw_direct)(const wh_conv2d_shape *s, const T *x, const T *d
         const int co = t / Ci, ci = t % Ci;
         double *acc = wh_scratch(2, sizeof(double) * (KH * KW + 1));
         if (!acc) {
-            {
 #pragma omp atomic write
-                    st = WH_ERR_MEMORY;
-                }
+            st = WH_ERR_MEMORY;
             continue;
         }
         for (int k = 0; k <= KH * KW; k++) acc[k] = 0;

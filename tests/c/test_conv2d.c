@@ -420,6 +420,23 @@ static void error_cases(void) {
         emax = fmax(emax, fabs((double)wh_sigmoid_f32(v) - 1.0 / (1.0 + exp(-(double)v))) /
                               (1.0 / (1.0 + exp(-(double)v))));
     CHECK(emax < 1e-6, "wh_sigmoid_f32 relative error %.3g", emax);
+    CHECK(wh_sigmoid_f32(INFINITY) == 1.0f && wh_sigmoid_f32(-INFINITY) < 1e-37f &&
+              wh_sigmoid_f32(-INFINITY) >= 0.0f && wh_sigmoid_f32(1e30f) == 1.0f &&
+              wh_sigmoid_f32(0.0f) == 0.5f && isnan(wh_sigmoid_f32(NAN)),
+          "wh_sigmoid_f32 edge cases: inf %g, -inf %g, 1e30 %g, 0 %g, nan %g",
+          wh_sigmoid_f32(INFINITY), wh_sigmoid_f32(-INFINITY), wh_sigmoid_f32(1e30f),
+          wh_sigmoid_f32(0.0f), wh_sigmoid_f32(NAN));
+    emax = 0;
+    for (float v = -87.0f; v <= 0.0f; v += 0.173f)
+        emax = fmax(emax, fabs((double)wh_exp_nonpos_f32(v) - exp((double)v)) / exp((double)v));
+    CHECK(emax < 1e-6, "wh_exp_nonpos_f32 relative error %.3g", emax);
+    /* the vectorised activation over a buffer agrees with the scalar function */
+    float av[37], bv[37];
+    for (int i = 0; i < 37; i++) av[i] = bv[i] = (float)(i - 18) * 0.77f;
+    wh_activation_forward_f32(WH_ACT_SIGMOID, av, 37);
+    int same = 1;
+    for (int i = 0; i < 37; i++) same &= av[i] == wh_sigmoid_f32(bv[i]);
+    CHECK(same, "wh_activation_forward_f32 sigmoid differs from wh_sigmoid_f32");
 }
 
 /* ----------------------------------------------------------------- main */
