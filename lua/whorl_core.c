@@ -450,7 +450,9 @@ int luaopen_whorl_core(lua_State *L) {
     whl_open_tensor(L, module, methods);
     whl_open_create(L, module, methods);
     void (*families[])(lua_State *, int, int) = {whl_open_math, whl_open_shape, whl_open_reduce,
-                                                 whl_open_nn, whl_open_conv, whl_open_loss};
+                                                 whl_open_nn, whl_open_conv, whl_open_loss,
+                                                 whl_open_image, whl_open_synth, whl_open_metrics,
+                                                 whl_open_fingerprint, whl_open_cuda};
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         if (families[i]) families[i](L, module, methods);
     lua_settop(L, module);
