@@ -1,0 +1,179 @@
+/* PNG and JPEG through stb_image, PNG output through stb_image_write (Debian
+ * libstb-dev headers, compiled here as private static copies so that the
+ * decoders are built with our flags: the sanitizers and the fuzz target see
+ * inside them).
+ *
+ * stb_image is lenient where whorl must not be: it ignores PNG CRCs and
+ * decodes a truncated JPEG into an image whose bottom is grey.  Both are
+ * checked here before stb sees the data. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image_internal.h"
+
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_NO_STDIO
+#define STBI_NO_LINEAR
+#define STBI_NO_HDR
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#define STBI_WRITE_NO_STDIO
+/* stb declares static prototypes of the parts compiled out: reported at the
+ * end of the file, so this one is not popped. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
+
+/* ---- PNG chunk structure and CRCs (RFC 2083, section 3.4) ------------------------ */
+
+static uint32_t crc_table[256];
+
+static void crc_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+static uint32_t crc32_of(const unsigned char *p, size_t n) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, crc_init);
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) c = crc_table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static wh_status png_check_chunks(const unsigned char *d, size_t n, const char *name) {
+    size_t p = 8;
+    for (int i = 0;; i++) {
+        if (n - p < 12)
+            return wh_fail(WH_ERR_FORMAT, "%s: truncated PNG: the file ends after %zu bytes, "
+                           "before the IEND chunk", name, n);
+        uint32_t len = be32(d + p);
+        char type[5] = {(char)d[p + 4], (char)d[p + 5], (char)d[p + 6], (char)d[p + 7], 0};
+        for (int k = 0; k < 4; k++)
+            if (!((type[k] >= 'A' && type[k] <= 'Z') || (type[k] >= 'a' && type[k] <= 'z')))
+                return wh_fail(WH_ERR_FORMAT, "%s: corrupt PNG: chunk %d has an invalid type",
+                               name, i + 1);
+        if (i == 0 && strcmp(type, "IHDR") != 0)
+            return wh_fail(WH_ERR_FORMAT, "%s: corrupt PNG: first chunk is %s, not IHDR", name, type);
+        if (len > n - p - 12)
+            return wh_fail(WH_ERR_FORMAT, "%s: truncated PNG: chunk %s of %u bytes at offset %zu "
+                           "runs past the end of the file (%zu bytes)", name, type, len, p, n);
+        if (crc32_of(d + p + 4, (size_t)len + 4) != be32(d + p + 8 + len))
+            return wh_fail(WH_ERR_FORMAT, "%s: corrupt PNG: CRC mismatch in chunk %s at offset %zu",
+                           name, type, p);
+        p += (size_t)len + 12;
+        if (strcmp(type, "IEND") == 0) return WH_OK;
+    }
+}
+
+/* ---- JPEG: the last scan must be followed by an end-of-image marker ---------------- */
+
+static wh_status jpeg_check_end(const unsigned char *d, size_t n, const char *name) {
+    /* 0xFF never starts a marker inside entropy-coded data (it is stuffed as
+     * FF 00), so the last FF DA is the last scan header, and a complete file
+     * has FF D9 after it. */
+    size_t sos = 0;
+    for (size_t i = n - 1; i > 0; i--)
+        if (d[i - 1] == 0xFF && d[i] == 0xDA) {
+            sos = i;
+            break;
+        }
+    if (!sos) return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: no scan (SOS marker)", name);
+    for (size_t i = sos + 1; i + 1 < n; i++)
+        if (d[i] == 0xFF && d[i + 1] == 0xD9) return WH_OK;
+    return wh_fail(WH_ERR_FORMAT, "%s: truncated JPEG: no end-of-image marker after the last scan",
+                   name);
+}
+
+/* ---- decoding ------------------------------------------------------------------------ */
+
+static wh_status stb_decode(const unsigned char *d, size_t n, const char *name, bool info_only,
+                            wh_raw_image *img, const char *format) {
+    if (n > INT32_MAX) return wh_fail(WH_ERR_FORMAT, "%s: %s file too large", name, format);
+    int w, h, comp;
+    if (!stbi_info_from_memory(d, (int)n, &w, &h, &comp))
+        return wh_fail(WH_ERR_FORMAT, "%s: corrupt %s: %s", name, format, stbi_failure_reason());
+    WH_TRY(wh_image_check_size(name, format, w, h));
+    bool wide = stbi_is_16_bit_from_memory(d, (int)n);
+    img->info = (wh_image_info){.width = w, .height = h, .channels = comp,
+                                .bits = comp * (wide ? 16 : 8), .depth = wide ? 16 : 8,
+                                .pages = 1, .format = format};
+    if (info_only) return WH_OK;
+    int w2, h2, c2;
+    void *px = wide ? (void *)stbi_load_16_from_memory(d, (int)n, &w2, &h2, &c2, 0)
+                    : (void *)stbi_load_from_memory(d, (int)n, &w2, &h2, &c2, 0);
+    if (!px)
+        return wh_fail(WH_ERR_FORMAT, "%s: corrupt %s: %s", name, format, stbi_failure_reason());
+    if (w2 != w || h2 != h || c2 != comp) {
+        stbi_image_free(px);
+        return wh_fail(WH_ERR_FORMAT, "%s: corrupt %s: header and data disagree", name, format);
+    }
+    /* stb's buffer came from malloc (STBI_MALLOC), so it can be the raw image's. */
+    img->pixels = px;
+    return WH_OK;
+}
+
+wh_status wh_decode_png(const unsigned char *d, size_t n, const char *name, bool info_only,
+                        wh_raw_image *img) {
+    WH_TRY(png_check_chunks(d, n, name));
+    return stb_decode(d, n, name, info_only, img, "PNG");
+}
+
+wh_status wh_decode_jpeg(const unsigned char *d, size_t n, const char *name, bool info_only,
+                         wh_raw_image *img) {
+    if (!info_only) WH_TRY(jpeg_check_end(d, n, name));
+    return stb_decode(d, n, name, info_only, img, "JPEG");
+}
+
+/* ---- PNG output --------------------------------------------------------------------- */
+
+typedef struct {
+    unsigned char *data;
+    size_t size, cap;
+    bool failed;
+} membuf;
+
+static void membuf_put(void *ctx, void *data, int size) {
+    membuf *m = ctx;
+    if (m->failed || size <= 0) return;
+    if (m->size + (size_t)size > m->cap) {
+        size_t cap = (m->cap ? m->cap * 2 : 1 << 16) + (size_t)size;
+        unsigned char *p = realloc(m->data, cap);
+        if (!p) {
+            m->failed = true;
+            return;
+        }
+        m->data = p, m->cap = cap;
+    }
+    memcpy(m->data + m->size, data, (size_t)size);
+    m->size += (size_t)size;
+}
+
+wh_status wh_write_png(const char *path, const wh_raw_image *img) {
+    membuf m = {0};
+    int w = img->info.width, c = img->info.channels;
+    int ok = stbi_write_png_to_func(membuf_put, &m, w, img->info.height, c, img->pixels, w * c);
+    wh_status st;
+    if (!ok || m.failed) st = wh_fail(WH_ERR_MEMORY, "%s: PNG encoding failed (out of memory)", path);
+    else st = wh_write_file(path, m.data, m.size);
+    free(m.data);
+    return st;
+}
