@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+
 static _Thread_local bool grad_disabled;
 
 bool wh_grad_enabled(void) { return !grad_disabled; }
@@ -175,6 +177,12 @@ wh_status wh_accumulate_into(wh_tensor *acc, const wh_tensor *g) {
         return wh_fail(WH_ERR_SHAPE, "autograd: gradient of shape %s (%s) does not match %s (%s)",
                        wh_shape_str(g, b, sizeof b), wh_dtype_name(g->dtype),
                        wh_shape_str(acc, a, sizeof a), wh_dtype_name(acc->dtype));
+    const wh_backend *be = wh_backend_of(acc);
+    if (be || wh_backend_of(g)) {
+        WH_TRY(wh_check_same_device("autograd", acc, g));
+        wh_tensor_bump_version(acc);
+        return wh_tensor_numel(acc) ? be->update(WH_UPDATE_AXPY, acc, g, NULL, 1.0) : WH_OK;
+    }
     wh_tensor *gc;
     WH_TRY(wh_contiguous_raw((wh_tensor *)g, false, &gc));
     int64_t n = wh_tensor_numel(acc);
@@ -201,6 +209,18 @@ wh_status wh_sum_to_meta(wh_tensor *g, const wh_meta *m, wh_tensor **out) {
         wh_tensor_retain(g);
         *out = g;
         return WH_OK;
+    }
+    if (wh_backend_of(g)) {
+        /* On a device: one reduction over the broadcast dims. */
+        int lead = g->ndim - m->ndim, dims[WH_MAX_DIMS], nd = 0;
+        for (int i = 0; i < g->ndim; i++)
+            if (i < lead || (m->shape[i - lead] == 1 && g->shape[i] != 1)) dims[nd++] = i;
+        if (nd == 0) return wh_view_raw(g, m->ndim, m->shape, out);
+        wh_tensor *sum;
+        WH_TRY(wh_sum(g, nd, dims, false, &sum));
+        wh_status st = wh_view_raw(sum, m->ndim, m->shape, out);
+        wh_tensor_release(sum);
+        return st;
     }
     WH_TRY(wh_tensor_zeros(g->dtype, m->ndim, m->shape, out));
     wh_tensor *target = NULL;
@@ -358,14 +378,22 @@ static wh_status run_backward(int nroots, wh_tensor *const *roots, wh_tensor *co
                              wh_shape_str(root, a, sizeof a));
                 break;
             }
-            st = wh_tensor_full(root->dtype, root->ndim, root->shape, 1.0, &seed);
+            /* The seed lives on the root's device, as every gradient of it will. */
+            st = wh_tensor_empty(root->dtype, root->ndim, root->shape, root->storage->allocator,
+                                 &seed);
+            if (st == WH_OK) st = wh_fill(seed, 1.0);
         } else if (!wh_tensor_same_shape(g, root)) {
             st = wh_fail(WH_ERR_SHAPE, "backward: gradient shape %s does not match output "
                          "shape %s", wh_shape_str(g, a, sizeof a), wh_shape_str(root, b, sizeof b));
         } else {
-            st = wh_to_dtype_raw(g, root->dtype, &seed);
+            st = wh_tensor_empty(root->dtype, root->ndim, root->shape, root->storage->allocator,
+                                 &seed);
+            if (st == WH_OK) st = wh_copy_into(seed, g);
         }
-        if (st != WH_OK) break;
+        if (st != WH_OK) {
+            wh_tensor_clear(&seed);
+            break;
+        }
         if (root->grad_fn) st = accumulate(&root->grad_fn->grad_accum, seed);
         else {
             int ci = capture_index_leaf(capture, root);

@@ -163,4 +163,36 @@ wh_status wh_cross_entropy_based(wh_tensor *logits, wh_tensor *target, wh_tensor
                                  int64_t ignore_index, int64_t base, wh_reduction r,
                                  wh_tensor **out);
 
+/* ---- devices (ops_device.c) ---------------------------------------------------------
+ * A copy of x on the device of `alloc` (a new reference to x when it is
+ * already there); differentiable, the gradient goes back to x's device. */
+wh_status wh_to_device(wh_tensor *x, wh_allocator *alloc, wh_tensor **out);
+
+/* ---- fused optimizer updates (ops_optim.c) -----------------------------------------
+ * One pass over a parameter, its gradient and its state per step instead of
+ * a chain of in-place ops, with Keras' formulas (kernels/optim_math.h).  No
+ * autograd.  p and the state tensors: contiguous, p's shape, dtype and
+ * device (optional ones may be NULL); g: p's shape, dtype and device.
+ * weight_decay is decoupled (p -= lr*wd*p first), as in Keras. */
+typedef struct {
+    double lr, momentum, weight_decay;
+    bool nesterov;
+} wh_sgd_options;
+typedef struct {
+    double lr, beta1, beta2, eps, weight_decay;
+    int64_t step; /* 1 for the first update */
+} wh_adam_options;
+typedef struct {
+    double lr, rho, eps, momentum, weight_decay;
+} wh_rmsprop_options;
+/* m: the momentum buffer (needed when momentum != 0). */
+wh_status wh_sgd_update_(wh_tensor *p, wh_tensor *g, wh_tensor *m, const wh_sgd_options *o);
+/* m, v: first and second moments; vhat: the running max of v (amsgrad) or NULL. */
+wh_status wh_adam_update_(wh_tensor *p, wh_tensor *g, wh_tensor *m, wh_tensor *v,
+                          wh_tensor *vhat, const wh_adam_options *o);
+/* v: mean square; avg: mean gradient (centered) or NULL; mom: the momentum
+ * buffer (needed when momentum > 0). */
+wh_status wh_rmsprop_update_(wh_tensor *p, wh_tensor *g, wh_tensor *v, wh_tensor *avg,
+                             wh_tensor *mom, const wh_rmsprop_options *o);
+
 #endif

@@ -4,6 +4,7 @@
  * so a fused conv+relu saves one tensor and one pass over memory. */
 #include <string.h>
 
+#include "backend.h"
 #include "kernels/conv2d.h"
 #include "ops_util.h"
 
@@ -18,8 +19,8 @@ void wh_conv_params_default(wh_conv_params *p) {
 static wh_status check_conv_args(const char *op, wh_tensor *x, wh_tensor *w, wh_tensor *b,
                                  int w_in_dim, int w_out_dim, const wh_conv_params *p) {
     char xs[128], ws[128], bs[128];
-    WH_TRY(wh_check_float(op, "input", x));
-    WH_TRY(wh_check_float(op, "weight", w));
+    WH_TRY(wh_check_float_dev(op, "input", x));
+    WH_TRY(wh_check_float_dev(op, "weight", w));
     WH_TRY(wh_check_same_dtype(op, x, w));
     WH_TRY(wh_check_ndim(op, "input", x, 4, "(N, C, H, W)"));
     WH_TRY(wh_check_ndim(op, "weight", w, 4, w_in_dim == 1 ? "(C_out, C_in, KH, KW)"
@@ -30,7 +31,7 @@ static wh_status check_conv_args(const char *op, wh_tensor *x, wh_tensor *w, wh_
                        wh_shape_str(x, xs, sizeof xs), (long long)w->shape[w_in_dim],
                        wh_shape_str(w, ws, sizeof ws));
     if (b) {
-        WH_TRY(wh_check_float(op, "bias", b));
+        WH_TRY(wh_check_float_dev(op, "bias", b));
         WH_TRY(wh_check_same_dtype(op, x, b));
         if (b->ndim != 1 || b->shape[0] != w->shape[w_out_dim])
             return wh_fail(WH_ERR_SHAPE, "%s: bias must have shape [%lld] for weight %s, got %s",
@@ -104,6 +105,26 @@ static void load_params(const wh_node *n, wh_conv_params *p) {
     p->activation = (int)n->iarg[8];
 }
 
+/* The backward of both ops on a device: the backend undoes the fused
+ * activation itself, from the saved output.  bias_len: C_out. */
+static wh_status conv_backward_device(const wh_backend *be, wh_node *n, bool transposed,
+                                      wh_tensor *x, wh_tensor *w, wh_tensor *g, int64_t bias_len,
+                                      wh_tensor **gin) {
+    wh_conv_params p;
+    load_params(n, &p);
+    wh_tensor *y = NULL;
+    if (p.activation != WH_ACT_NONE) WH_TRY(wh_node_saved(n, 2, &y));
+    wh_status st = WH_OK;
+    if (wh_node_needs_grad(n, 0)) st = wh_tensor_empty_like(x, &gin[0]);
+    if (st == WH_OK && wh_node_needs_grad(n, 1)) st = wh_tensor_empty_like(w, &gin[1]);
+    if (st == WH_OK && wh_node_needs_grad(n, 2))
+        st = wh_tensor_empty(x->dtype, 1, &bias_len, x->storage->allocator, &gin[2]);
+    if (st == WH_OK) st = be->conv2d_grad(&p, transposed, x, w, y, g, gin[0], gin[1], gin[2]);
+    if (st != WH_OK)
+        for (int i = 0; i < 3; i++) wh_tensor_clear(&gin[i]);
+    return st;
+}
+
 /* ---- conv2d -------------------------------------------------------------------- */
 
 static void conv2d_shape_of(const wh_tensor *x, const wh_tensor *w, const wh_conv_params *p,
@@ -130,6 +151,8 @@ static wh_status conv2d_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     wh_tensor *x, *w, *gpre;
     WH_TRY(wh_node_saved(n, 0, &x));
     WH_TRY(wh_node_saved(n, 1, &w));
+    const wh_backend *be = wh_backend_of(x);
+    if (be) return conv_backward_device(be, n, false, x, w, g, w->shape[0], gin);
     wh_conv2d_shape s;
     conv2d_shape_of(x, w, &p, &s);
     WH_TRY(wh_conv2d_shape_init(&s));
@@ -168,9 +191,11 @@ wh_status wh_conv2d(wh_tensor *x, wh_tensor *w, wh_tensor *b, const wh_conv_para
     wh_tensor *xc, *wc, *bc;
     WH_TRY(contig3(x, w, b, &xc, &wc, &bc));
     int64_t shape[4] = {s.n, s.c_out, s.h_out, s.w_out};
-    wh_status st = wh_tensor_empty(x->dtype, 4, shape, NULL, out);
+    wh_status st = wh_tensor_empty(x->dtype, 4, shape, x->storage->allocator, out);
     wh_activation act = (wh_activation)p->activation;
-    if (st == WH_OK)
+    const wh_backend *be = wh_backend_of(x);
+    if (st == WH_OK && be) st = be->conv2d(p, false, xc, wc, bc, *out);
+    else if (st == WH_OK)
         st = x->dtype == WH_FLOAT32
                  ? wh_conv2d_forward_f32(&s, DATA(xc, float), DATA(wc, float), DATA(bc, float), act, DATA(*out, float))
                  : wh_conv2d_forward_f64(&s, DATA(xc, double), DATA(wc, double), DATA(bc, double), act, DATA(*out, double));
@@ -218,6 +243,8 @@ static wh_status conv_transpose2d_backward(wh_node *n, wh_tensor *g, wh_tensor *
     wh_tensor *x, *w, *gpre;
     WH_TRY(wh_node_saved(n, 0, &x));
     WH_TRY(wh_node_saved(n, 1, &w));
+    const wh_backend *be = wh_backend_of(x);
+    if (be) return conv_backward_device(be, n, true, x, w, g, w->shape[1], gin);
     wh_conv_transpose2d_shape t;
     transpose_shape_of(x, w, &p, &t);
     WH_TRY(wh_conv_transpose2d_shape_init(&t));
@@ -256,9 +283,11 @@ wh_status wh_conv_transpose2d(wh_tensor *x, wh_tensor *w, wh_tensor *b, const wh
     wh_tensor *xc, *wc, *bc;
     WH_TRY(contig3(x, w, b, &xc, &wc, &bc));
     int64_t shape[4] = {t.n, t.c_out, t.h_out, t.w_out};
-    wh_status st = wh_tensor_empty(x->dtype, 4, shape, NULL, out);
+    wh_status st = wh_tensor_empty(x->dtype, 4, shape, x->storage->allocator, out);
     wh_activation act = (wh_activation)p->activation;
-    if (st == WH_OK)
+    const wh_backend *be = wh_backend_of(x);
+    if (st == WH_OK && be) st = be->conv2d(p, true, xc, wc, bc, *out);
+    else if (st == WH_OK)
         st = x->dtype == WH_FLOAT32
                  ? wh_conv_transpose2d_forward_f32(&t, DATA(xc, float), DATA(wc, float), DATA(bc, float), act, DATA(*out, float))
                  : wh_conv_transpose2d_forward_f64(&t, DATA(xc, double), DATA(wc, double), DATA(bc, double), act, DATA(*out, double));

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "backend.h"
 #include "kernels/elementwise_math.h"
 #include "ops_util.h"
 
@@ -76,6 +77,9 @@ static void binary_grad_loop(int mop, wh_tensor *a, wh_tensor *b, wh_tensor *out
 
 /* ---- binary ops ------------------------------------------------------------------- */
 
+_Static_assert((int)WH_MATH_MINIMUM == (int)WH_BIN_MINIMUM && (int)WH_MATH_COS == (int)WH_UN_COS,
+               "the math op numbers are shared with the backends");
+
 static const char *binary_name(int mop) {
     static const char *names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum"};
     return mop >= 0 && mop <= WH_MATH_MINIMUM ? names[mop] : "binary";
@@ -90,7 +94,9 @@ static wh_status binary_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     wh_status st = WH_OK;
     for (int i = 0; i < 2 && st == WH_OK; i++)
         if (wh_node_needs_grad(n, i)) st = wh_tensor_empty_like(out, &full[i]);
-    if (st == WH_OK) binary_grad_loop(mop, a, b, out, g, full[0], full[1]);
+    const wh_backend *be = wh_backend_of(out);
+    if (st == WH_OK && be) st = be->binary_grad(mop, a, b, out, g, full[0], full[1]);
+    else if (st == WH_OK) binary_grad_loop(mop, a, b, out, g, full[0], full[1]);
     for (int i = 0; i < 2; i++) {
         if (st == WH_OK && full[i]) st = wh_sum_to_meta(full[i], &n->input_meta[i], &gin[i]);
         wh_tensor_release(full[i]);
@@ -103,15 +109,18 @@ wh_status wh_binary(wh_binary_op op, wh_tensor *a, wh_tensor *b, wh_tensor **out
     const char *name = binary_name(mop);
     int ndim;
     int64_t shape[WH_MAX_DIMS];
-    WH_TRY(wh_check_float(name, "first operand", a));
-    WH_TRY(wh_check_float(name, "second operand", b));
+    WH_TRY(wh_check_float_dev(name, "first operand", a));
+    WH_TRY(wh_check_float_dev(name, "second operand", b));
     WH_TRY(wh_check_same_dtype(name, a, b));
     WH_TRY(wh_broadcast_shape(name, a, b, &ndim, shape));
-    WH_TRY(wh_tensor_empty(a->dtype, ndim, shape, NULL, out));
-    binary_loop(mop, a, b, *out);
+    WH_TRY(wh_tensor_empty(a->dtype, ndim, shape, a->storage->allocator, out));
+    const wh_backend *be = wh_backend_of(a);
+    wh_status st = WH_OK;
+    if (be) st = be->binary(mop, a, b, *out);
+    else binary_loop(mop, a, b, *out);
     wh_tensor *inputs[2] = {a, b};
     wh_node *node;
-    wh_status st = wh_record(name, binary_backward, 2, inputs, *out, &node);
+    if (st == WH_OK) st = wh_record(name, binary_backward, 2, inputs, *out, &node);
     if (st == WH_OK && node) {
         node->iarg[0] = mop;
         if ((st = wh_node_save(node, a)) == WH_OK && (st = wh_node_save(node, b)) == WH_OK)
@@ -157,6 +166,8 @@ static wh_status unary_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     WH_TRY(wh_node_saved(n, 0, &x));
     WH_TRY(wh_node_saved(n, 1, &y));
     WH_TRY(wh_tensor_empty_like(y, &gin[0]));
+    const wh_backend *be = wh_backend_of(y);
+    if (be) return be->unary_grad(mop, x, y, g, gin[0], p0, p1);
     int64_t cnt = wh_tensor_numel(y);
     if (y->dtype == WH_FLOAT32) {
         const float *X = wh_tensor_data(x), *Y = wh_tensor_data(y), *G = wh_tensor_data(g);
@@ -175,16 +186,18 @@ static wh_status unary_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
 static wh_status unary_apply(int mop, wh_tensor *x, double p0, double p1, wh_tensor **out) {
     const char *name = unary_name(mop);
     wh_tensor *xc;
-    WH_TRY(wh_check_float(name, "input", x));
+    WH_TRY(wh_check_float_dev(name, "input", x));
     WH_TRY(wh_contig(x, &xc));
     wh_status st = wh_tensor_empty_like(xc, out);
     if (st != WH_OK) {
         wh_tensor_release(xc);
         return st;
     }
-    unary_loop(mop, xc, *out, p0, p1);
+    const wh_backend *be = wh_backend_of(x);
+    if (be) st = be->unary(mop, xc, *out, p0, p1);
+    else unary_loop(mop, xc, *out, p0, p1);
     wh_node *node;
-    st = wh_record(name, unary_backward, 1, &x, *out, &node);
+    if (st == WH_OK) st = wh_record(name, unary_backward, 1, &x, *out, &node);
     if (st == WH_OK && node) {
         node->iarg[0] = mop;
         node->farg[0] = p0;
@@ -234,16 +247,18 @@ wh_status wh_rdiv_scalar(wh_tensor *x, double s, wh_tensor **out) {
 
 /* x <- f(x, a, b) elementwise with a, b broadcast to x (b may be NULL). */
 typedef enum { IP_AXPY, IP_MUL, IP_ADDCMUL, IP_ADDCDIV, IP_COPY } inplace_kind;
+_Static_assert((int)IP_AXPY == WH_UPDATE_AXPY && (int)IP_COPY == WH_UPDATE_COPY,
+               "in-place kinds are passed to backends as WH_UPDATE_*");
 
 static wh_status inplace(const char *name, inplace_kind kind, wh_tensor *x, wh_tensor *a,
                          wh_tensor *b, double v) {
     WH_TRY(wh_check_inplace(name, x));
-    WH_TRY(wh_check_float(name, "self", x));
+    WH_TRY(wh_check_float_dev(name, "self", x));
     wh_tensor *operands[3] = {x, a, b};
     for (int k = 1; k < 3; k++) {
         wh_tensor *t = operands[k];
         if (!t) continue;
-        WH_TRY(wh_check_float(name, "argument", t));
+        WH_TRY(wh_check_float_dev(name, "argument", t));
         WH_TRY(wh_check_same_dtype(name, x, t));
         int nd;
         int64_t shape[WH_MAX_DIMS];
@@ -256,6 +271,11 @@ static wh_status inplace(const char *name, inplace_kind kind, wh_tensor *x, wh_t
                            "updated tensor's shape %s", name, wh_shape_str(t, s2, sizeof s2),
                            wh_shape_str(x, s1, sizeof s1));
         }
+    }
+    const wh_backend *be = wh_backend_of(x);
+    if (be) {
+        wh_tensor_bump_version(x);
+        return be->update((int)kind, x, a, b, v);
     }
     wh_row_iter it;
     wh_row_iter_init(&it, x->ndim, x->shape, 3, operands);
@@ -313,8 +333,21 @@ wh_status wh_addcdiv_(wh_tensor *x, wh_tensor *a, wh_tensor *b, double v) {
 
 wh_status wh_copy_(wh_tensor *x, wh_tensor *src) {
     WH_TRY(wh_check_inplace("copy_", x));
-    if (x->dtype != src->dtype || !wh_dtype_is_float(x->dtype)) {
-        /* Conversions (uint8 images into float tensors...) need equal shapes. */
+    wh_device dx = wh_tensor_device(x), ds = wh_tensor_device(src);
+    if ((dx.type != ds.type || dx.index != ds.index) && !wh_tensor_same_shape(x, src)) {
+        /* Across devices with broadcasting: bring src over first. */
+        wh_tensor *moved = NULL;
+        wh_status st = wh_tensor_empty(src->dtype, src->ndim, src->shape, x->storage->allocator,
+                                       &moved);
+        if (st == WH_OK) st = wh_copy_into(moved, src);
+        if (st == WH_OK) st = wh_copy_(x, moved);
+        wh_tensor_release(moved);
+        return st;
+    }
+    if (x->dtype != src->dtype || !wh_dtype_is_float(x->dtype) || dx.type != ds.type ||
+        dx.index != ds.index) {
+        /* Conversions (uint8 images into float tensors...) and copies between
+         * devices need equal shapes. */
         return wh_copy_into(x, src);
     }
     return inplace("copy_", IP_COPY, x, src, NULL, 0);
@@ -323,7 +356,12 @@ wh_status wh_copy_(wh_tensor *x, wh_tensor *src) {
 /* x <- f(x) for unary math, any strides. */
 static wh_status unary_inplace(const char *name, int mop, wh_tensor *x, double p0, double p1) {
     WH_TRY(wh_check_inplace(name, x));
-    WH_TRY(wh_check_float(name, "self", x));
+    WH_TRY(wh_check_float_dev(name, "self", x));
+    const wh_backend *be = wh_backend_of(x);
+    if (be) {
+        wh_tensor_bump_version(x);
+        return be->unary(mop, x, x, p0, p1);
+    }
     wh_row_iter it;
     wh_row_iter_init(&it, x->ndim, x->shape, 1, &x);
     int64_t s0 = it.stride[0][it.ndim - 1], total = it.rows * it.inner;

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "backend.h"
 #include "ops_util.h"
 
 /* ---- matrix layouts ------------------------------------------------------------- */
@@ -74,6 +75,11 @@ static wh_status gemm2d(const char *op, wh_tensor *A, wh_tensor *B, wh_tensor *C
         /* BLAS leaves C alone for k = 0 with beta = 0 in some builds. */
         return accumulate ? WH_OK : wh_fill(C, 0);
     }
+    const wh_backend *be = wh_backend_of(C);
+    if (be)
+        return be->gemm(A->dtype, la.trans == CblasTrans, lb.trans == CblasTrans, m, n, k,
+                        wh_tensor_data(A), la.ld, wh_tensor_data(B), lb.ld, accumulate ? 1.0 : 0.0,
+                        wh_tensor_data(C), lc.ld);
     if (A->dtype == WH_FLOAT32)
         cblas_sgemm(CblasRowMajor, la.trans, lb.trans, (blasint)m, (blasint)n, (blasint)k, 1.0f,
                     wh_tensor_data(A), (blasint)la.ld, wh_tensor_data(B), (blasint)lb.ld,
@@ -297,8 +303,9 @@ static wh_status operand_grad(const mm_plan *p, wh_tensor *g3, wh_tensor *other,
     bool broadcast = pnd - 2 < p->nb;
     for (int d = 0; d < pnd - 2 && !broadcast; d++) broadcast = pshape[d] != p->batch[d + p->nb - (pnd - 2)];
     wh_tensor *buf = NULL, *target = NULL, *ot = NULL, *ox = NULL;
-    wh_status st = broadcast ? wh_tensor_zeros(m->dtype, pnd, pshape, &buf)
-                             : wh_tensor_empty(m->dtype, pnd, pshape, NULL, &buf);
+    wh_allocator *alloc = g3->storage->allocator;
+    wh_status st = broadcast ? wh_tensor_zeros_on(m->dtype, pnd, pshape, alloc, &buf)
+                             : wh_tensor_empty(m->dtype, pnd, pshape, alloc, &buf);
     if (st == WH_OK) {
         int64_t shape[WH_MAX_DIMS];
         memcpy(shape, p->batch, sizeof(int64_t) * (size_t)p->nb);
@@ -335,13 +342,13 @@ static wh_status matmul_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
 }
 
 wh_status wh_matmul(wh_tensor *a, wh_tensor *b, wh_tensor **out) {
-    WH_TRY(wh_check_float("matmul", "first operand", a));
-    WH_TRY(wh_check_float("matmul", "second operand", b));
+    WH_TRY(wh_check_float_dev("matmul", "first operand", a));
+    WH_TRY(wh_check_float_dev("matmul", "second operand", b));
     WH_TRY(wh_check_same_dtype("matmul", a, b));
     mm_plan p;
     WH_TRY(plan_matmul(a, b, &p));
     wh_tensor *ae = NULL, *be = NULL, *c3 = NULL;
-    wh_status st = wh_tensor_empty(a->dtype, p.out_ndim, p.out_shape, NULL, out);
+    wh_status st = wh_tensor_empty(a->dtype, p.out_ndim, p.out_shape, a->storage->allocator, out);
     if (st == WH_OK) st = prepare(a, true, &p, &ae);
     if (st == WH_OK) st = prepare(b, false, &p, &be);
     if (st == WH_OK) st = batch_view(*out, &p, p.m, p.n, &c3);

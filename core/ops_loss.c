@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "kernels/nn_math.h"
 #include "ops_util.h"
 
@@ -77,11 +78,16 @@ static wh_status pixel_loss_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) 
     if (need_p) st = wh_tensor_empty_like(pred, &gin[0]);
     if (st == WH_OK && need_t) st = wh_tensor_empty_like(pred, &gin[1]);
     if (st == WH_OK && need_w) st = wh_tensor_empty_like(pred, &gw_full);
+    const wh_backend *be = wh_backend_of(pred);
+    if (st == WH_OK && be)
+        st = be->pixel_loss_grad(kind, red, pred, target, weight, g, gin[0], gin[1], gw_full);
     if (st != WH_OK) {
         wh_tensor_clear(&gin[0]);
         wh_tensor_clear(&gin[1]);
+        wh_tensor_release(gw_full);
         return st;
     }
+    if (be) goto weight_grad;
     int64_t numel = wh_tensor_numel(pred);
     /* A reduced loss has a one-element gradient shared by every element. */
     double gscale = 1;
@@ -123,6 +129,7 @@ static wh_status pixel_loss_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) 
     if (pred->dtype == WH_FLOAT32) LOSS_BACK(float, f32);
     else LOSS_BACK(double, f64);
 #undef LOSS_BACK
+weight_grad:
     if (gw_full) {
         st = wh_sum_to_meta(gw_full, &n->input_meta[2], &gin[2]);
         wh_tensor_release(gw_full);
@@ -135,8 +142,8 @@ static wh_status pixel_loss(int kind, wh_tensor *pred, wh_tensor *target, wh_ten
     const char *op = loss_name(kind);
     char a[128], b[128];
     *out = NULL;
-    WH_TRY(wh_check_float(op, "pred", pred));
-    WH_TRY(wh_check_float(op, "target", target));
+    WH_TRY(wh_check_float_dev(op, "pred", pred));
+    WH_TRY(wh_check_float_dev(op, "target", target));
     WH_TRY(wh_check_same_dtype(op, pred, target));
     WH_TRY(check_reduction(op, r));
     if (!wh_tensor_same_shape(pred, target))
@@ -144,7 +151,7 @@ static wh_status pixel_loss(int kind, wh_tensor *pred, wh_tensor *target, wh_ten
                        "do not broadcast pred against target)", op,
                        wh_shape_str(pred, a, sizeof a), wh_shape_str(target, b, sizeof b));
     if (weight) {
-        WH_TRY(wh_check_float(op, "weight", weight));
+        WH_TRY(wh_check_float_dev(op, "weight", weight));
         WH_TRY(wh_check_same_dtype(op, pred, weight));
         int nd;
         int64_t shape[WH_MAX_DIMS];
@@ -156,7 +163,16 @@ static wh_status pixel_loss(int kind, wh_tensor *pred, wh_tensor *target, wh_ten
                            wh_shape_str(pred, a, sizeof a));
     }
     wh_tensor *y = NULL;
-    if (r == WH_REDUCE_NONE) {
+    const wh_backend *be = wh_backend_of(pred);
+    if (be) {
+        WH_TRY(wh_tensor_empty(pred->dtype, r == WH_REDUCE_NONE ? pred->ndim : 0, pred->shape,
+                               pred->storage->allocator, &y));
+        wh_status st = be->pixel_loss(kind, r, pred, target, weight, y);
+        if (st != WH_OK) {
+            wh_tensor_release(y);
+            return st;
+        }
+    } else if (r == WH_REDUCE_NONE) {
         WH_TRY(wh_tensor_empty(pred->dtype, pred->ndim, pred->shape, NULL, &y));
         pixel_loss_forward(kind, pred, target, weight, y);
     } else {
@@ -216,6 +232,19 @@ static void ce_ctx_free(void *p) {
     if (!c) return;
     free(c->cls);
     free(c->lse);
+    free(c);
+}
+
+/* On a device the class ids and log-sum-exps stay in device memory. */
+typedef struct {
+    wh_devbuf *cls, *lse;
+} ce_device_ctx;
+
+static void ce_device_ctx_free(void *p) {
+    ce_device_ctx *c = p;
+    if (!c) return;
+    wh_devbuf_free(c->cls);
+    wh_devbuf_free(c->lse);
     free(c);
 }
 
@@ -283,6 +312,12 @@ static wh_status cross_entropy_backward(wh_node *n, wh_tensor *g, wh_tensor **gi
     int64_t N = z->shape[0], C = z->shape[1], S = 1;
     for (int d = 2; d < z->ndim; d++) S *= z->shape[d];
     WH_TRY(wh_tensor_empty_like(z, &gin[0]));
+    const wh_backend *be = wh_backend_of(z);
+    if (be) {
+        const ce_device_ctx *dc = n->ctx;
+        return be->cross_entropy_grad(z, dc->cls->ptr, dc->lse->ptr, cw, red, n->farg[0], g,
+                                      gin[0]);
+    }
     double gscale = 1;
     if (red != WH_REDUCE_NONE) {
         gscale = g->dtype == WH_FLOAT32 ? *(const float *)wh_tensor_data(g)
@@ -325,16 +360,81 @@ static wh_status cross_entropy_backward(wh_node *n, wh_tensor *g, wh_tensor **gi
     return WH_OK;
 }
 
+/* A CPU copy of a device tensor (a new reference). */
+static wh_status host_copy(wh_tensor *t, wh_tensor **out) {
+    WH_TRY(wh_tensor_empty(t->dtype, t->ndim, t->shape, NULL, out));
+    wh_status st = wh_copy_into(*out, t);
+    if (st != WH_OK) wh_tensor_clear(out);
+    return st;
+}
+
+/* cross_entropy's device path.  The target is checked on the host, with
+ * the CPU's messages: it is N*S values, small next to the logits, and the
+ * mean's denominator (a sum of class weights) is known before the kernels
+ * run, so the loss needs no read-back. */
+static wh_status cross_entropy_device(const wh_backend *be, wh_tensor *logits, wh_tensor *target,
+                                      wh_tensor *class_weight, int64_t ignore_index,
+                                      int64_t base, int64_t pos_base, wh_reduction r,
+                                      int64_t C, int64_t E, wh_tensor **out) {
+    const char *op = "cross_entropy";
+    wh_allocator *alloc = logits->storage->allocator;
+    wh_tensor *ht = NULL, *hw = NULL, *z = NULL, *y = NULL;
+    int64_t *cls = malloc(sizeof(int64_t) * (size_t)(E > 0 ? E : 1));
+    ce_device_ctx *ctx = calloc(1, sizeof *ctx);
+    wh_status st = cls && ctx ? WH_OK : wh_fail(WH_ERR_MEMORY, "%s: out of memory", op);
+    if (st == WH_OK) st = host_copy(target, &ht);
+    if (st == WH_OK) st = read_classes(op, ht, C, ignore_index, base, pos_base, cls);
+    if (st == WH_OK && class_weight) st = host_copy(class_weight, &hw);
+    double weight_sum = 0;
+    for (int64_t e = 0; st == WH_OK && e < E; e++) {
+        if (cls[e] < 0) continue;
+        int64_t k = cls[e];
+        weight_sum += !hw ? 1.0 : hw->dtype == WH_FLOAT32
+                         ? (double)((const float *)hw->storage->data)[hw->offset + k * hw->stride[0]]
+                         : ((const double *)hw->storage->data)[hw->offset + k * hw->stride[0]];
+    }
+    if (st == WH_OK) st = wh_devbuf_new(alloc, sizeof(int64_t) * (size_t)(E > 0 ? E : 1), &ctx->cls);
+    if (st == WH_OK) st = wh_devbuf_new(alloc, sizeof(double) * (size_t)(E > 0 ? E : 1), &ctx->lse);
+    if (st == WH_OK && E > 0) st = alloc->copy_from_host(alloc, ctx->cls->ptr, cls, sizeof(int64_t) * (size_t)E);
+    if (st == WH_OK) st = wh_contig(logits, &z);
+    if (st == WH_OK)
+        st = wh_tensor_empty(logits->dtype, r == WH_REDUCE_NONE ? target->ndim : 0, target->shape,
+                             alloc, &y);
+    if (st == WH_OK)
+        st = be->cross_entropy(z, ctx->cls->ptr, class_weight, r, weight_sum, ctx->lse->ptr, y);
+    wh_node *node = NULL;
+    if (st == WH_OK) st = wh_record(op, cross_entropy_backward, 1, &logits, y, &node);
+    if (st == WH_OK && node) {
+        node->iarg[0] = r;
+        node->iarg[1] = class_weight != NULL;
+        node->farg[0] = weight_sum;
+        node->ctx = ctx;
+        node->free_ctx = ce_device_ctx_free;
+        ctx = NULL;
+        if ((st = wh_node_save(node, z)) == WH_OK && class_weight)
+            st = wh_node_save(node, class_weight);
+    }
+    free(cls);
+    ce_device_ctx_free(ctx);
+    wh_tensor_release(ht);
+    wh_tensor_release(hw);
+    wh_tensor_release(z);
+    if (st != WH_OK) wh_tensor_clear(&y);
+    *out = y;
+    return st;
+}
+
 static wh_status cross_entropy(wh_tensor *logits, wh_tensor *target, wh_tensor *class_weight,
                                int64_t ignore_index, int64_t base, int64_t pos_base,
                                wh_reduction r, wh_tensor **out) {
     const char *op = "cross_entropy";
     char a[128], b[128];
     *out = NULL;
-    WH_TRY(wh_check_float(op, "logits", logits));
+    WH_TRY(wh_check_float_dev(op, "logits", logits));
     WH_TRY(check_reduction(op, r));
     if (!target) return wh_fail(WH_ERR_ARG, "%s: target is missing", op);
-    WH_TRY(wh_check_cpu(op, target));
+    WH_TRY(wh_check_device(op, target));
+    WH_TRY(wh_check_same_device(op, logits, target));
     if (logits->ndim < 2)
         return wh_fail(WH_ERR_SHAPE, "%s: logits must be (N,C) or (N,C,H,W), got shape %s", op,
                        wh_shape_str(logits, a, sizeof a));
@@ -347,7 +447,8 @@ static wh_status cross_entropy(wh_tensor *logits, wh_tensor *target, wh_tensor *
     int64_t N = logits->shape[0], C = logits->shape[1], S = 1;
     for (int d = 2; d < logits->ndim; d++) S *= logits->shape[d];
     if (class_weight) {
-        WH_TRY(wh_check_float(op, "class weight", class_weight));
+        WH_TRY(wh_check_float_dev(op, "class weight", class_weight));
+        WH_TRY(wh_check_same_device(op, logits, class_weight));
         if (class_weight->dtype != logits->dtype)
             return wh_fail(WH_ERR_DTYPE, "%s: class weight is %s but logits are %s", op,
                            wh_dtype_name(class_weight->dtype), wh_dtype_name(logits->dtype));
@@ -358,6 +459,10 @@ static wh_status cross_entropy(wh_tensor *logits, wh_tensor *target, wh_tensor *
                            wh_shape_str(class_weight, b, sizeof b));
     }
     int64_t E = N * S;
+    const wh_backend *be = wh_backend_of(logits);
+    if (be)
+        return cross_entropy_device(be, logits, target, class_weight, ignore_index, base, pos_base,
+                                    r, C, E, out);
     ce_ctx *ctx = calloc(1, sizeof *ctx);
     if (ctx) {
         ctx->cls = malloc(sizeof(int64_t) * (size_t)(E > 0 ? E : 1));

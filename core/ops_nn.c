@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "kernels/nn_math.h"
 #include "ops_util.h"
 #include "scratch.h"
@@ -19,7 +20,7 @@
 static wh_status pool_setup(const char *op, wh_tensor *x, const wh_pool_params *p, int64_t *oh,
                             int64_t *ow) {
     if (!p) return wh_fail(WH_ERR_ARG, "%s: pooling parameters are missing", op);
-    WH_TRY(wh_check_float(op, "input", x));
+    WH_TRY(wh_check_float_dev(op, "input", x));
     WH_TRY(wh_check_ndim(op, "input", x, 4, "(N,C,H,W)"));
     for (int i = 0; i < 2; i++) {
         if (p->kernel[i] < 1 || p->stride[i] < 1 || p->padding[i] < 0)
@@ -43,6 +44,25 @@ static wh_status pool_setup(const char *op, wh_tensor *x, const wh_pool_params *
                        p->padding[1], (long long)*oh, (long long)*ow);
     }
     return WH_OK;
+}
+
+/* Pooling parameters kept in a node's iarg[0..7] (a device's max pool
+ * backward needs them; avg pool's always does). */
+static void store_pool_params(wh_node *n, const wh_pool_params *p) {
+    n->iarg[0] = p->kernel[0];
+    n->iarg[1] = p->kernel[1];
+    n->iarg[2] = p->stride[0];
+    n->iarg[3] = p->stride[1];
+    n->iarg[4] = p->padding[0];
+    n->iarg[5] = p->padding[1];
+    n->iarg[6] = p->ceil_mode;
+    n->iarg[7] = p->count_include_pad;
+}
+
+static wh_pool_params load_pool_params(const wh_node *n) {
+    wh_pool_params pp = {{(int)n->iarg[0], (int)n->iarg[1]}, {(int)n->iarg[2], (int)n->iarg[3]},
+                         {(int)n->iarg[4], (int)n->iarg[5]}, n->iarg[6] != 0, n->iarg[7] != 0};
+    return pp;
 }
 
 /* The arg max of each output inside its input plane, for max_pool2d's backward.
@@ -107,8 +127,16 @@ static void maxpool_ctx_free(void *ctx) {
     } while (0)
 
 static wh_status max_pool_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
-    const maxpool_ctx *c = n->ctx;
     const wh_meta *m = &n->input_meta[0];
+    const wh_backend *be = wh_backend_of(g);
+    if (be) {
+        /* On a device ctx is a wh_devbuf of the int32 indices. */
+        const wh_devbuf *buf = n->ctx;
+        wh_pool_params pp = load_pool_params(n);
+        WH_TRY(wh_tensor_empty(m->dtype, m->ndim, m->shape, g->storage->allocator, &gin[0]));
+        return be->max_pool2d_grad(g, buf->ptr, &pp, gin[0]);
+    }
+    const maxpool_ctx *c = n->ctx;
     int64_t planes = m->shape[0] * m->shape[1], HW = m->shape[2] * m->shape[3];
     int64_t OHW = g->shape[2] * g->shape[3];
     WH_TRY(wh_tensor_zeros(m->dtype, m->ndim, m->shape, &gin[0]));
@@ -131,6 +159,33 @@ static wh_status max_pool_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     return WH_OK;
 }
 
+/* max_pool2d on a device: the indices stay in device memory. */
+static wh_status max_pool_device(const wh_backend *be, wh_tensor *x, const wh_pool_params *p,
+                                 bool graph, int64_t nout, int64_t N, int64_t C, int64_t OH,
+                                 int64_t OW, wh_tensor **out) {
+    wh_devbuf *buf = NULL;
+    wh_tensor *xc = NULL, *y = NULL;
+    int64_t shape[4] = {N, C, OH, OW};
+    wh_status st = wh_contig(x, &xc);
+    if (st == WH_OK) st = wh_tensor_empty(x->dtype, 4, shape, x->storage->allocator, &y);
+    if (st == WH_OK && graph)
+        st = wh_devbuf_new(x->storage->allocator, sizeof(int32_t) * (size_t)nout, &buf);
+    if (st == WH_OK) st = be->max_pool2d(xc, p, y, buf ? buf->ptr : NULL);
+    wh_tensor_release(xc);
+    wh_node *node = NULL;
+    if (st == WH_OK) st = wh_record("max_pool2d", max_pool_backward, 1, &x, y, &node);
+    if (st == WH_OK && node) {
+        store_pool_params(node, p);
+        node->ctx = buf;
+        node->free_ctx = wh_devbuf_free;
+        buf = NULL;
+    }
+    wh_devbuf_free(buf);
+    if (st != WH_OK) wh_tensor_clear(&y);
+    *out = y;
+    return st;
+}
+
 wh_status wh_max_pool2d(wh_tensor *x, const wh_pool_params *p, wh_tensor **out) {
     const char *op = "max_pool2d";
     int64_t OH = 0, OW = 0;
@@ -146,6 +201,8 @@ wh_status wh_max_pool2d(wh_tensor *x, const wh_pool_params *p, wh_tensor **out) 
         return wh_fail(WH_ERR_SHAPE, "%s: planes of more than 2^31 elements are not supported "
                        "when recording gradients (input %s)", op, wh_shape_str(x, s, sizeof s));
     }
+    const wh_backend *be = wh_backend_of(x);
+    if (be) return max_pool_device(be, x, p, graph, planes * OH * OW, N, C, OH, OW, out);
     maxpool_ctx *ctx = NULL;
     if (graph) {
         ctx = calloc(1, sizeof *ctx);
@@ -171,6 +228,7 @@ wh_status wh_max_pool2d(wh_tensor *x, const wh_pool_params *p, wh_tensor **out) 
     wh_node *node;
     st = wh_record(op, max_pool_backward, 1, &x, y, &node);
     if (st == WH_OK && node) {
+        store_pool_params(node, p);
         node->ctx = ctx;
         node->free_ctx = maxpool_ctx_free;
         ctx = NULL;
@@ -242,9 +300,13 @@ static void avg_pool_forward(wh_tensor *xc, wh_tensor *y, AVGPOOL_ARGS) {
 
 static wh_status avg_pool_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     const wh_meta *m = &n->input_meta[0];
-    wh_pool_params pp = {{(int)n->iarg[0], (int)n->iarg[1]}, {(int)n->iarg[2], (int)n->iarg[3]},
-                         {(int)n->iarg[4], (int)n->iarg[5]}, n->iarg[6] != 0, n->iarg[7] != 0};
+    wh_pool_params pp = load_pool_params(n);
     const wh_pool_params *p = &pp;
+    const wh_backend *be = wh_backend_of(g);
+    if (be) {
+        WH_TRY(wh_tensor_empty(m->dtype, m->ndim, m->shape, g->storage->allocator, &gin[0]));
+        return be->avg_pool2d_grad(g, p, gin[0]);
+    }
     int64_t planes = m->shape[0] * m->shape[1], H = m->shape[2], W = m->shape[3];
     int64_t OH = g->shape[2], OW = g->shape[3];
     int64_t kh = p->kernel[0], kw = p->kernel[1], sh = p->stride[0], sw = p->stride[1];
@@ -301,21 +363,14 @@ wh_status wh_avg_pool2d(wh_tensor *x, const wh_pool_params *p, wh_tensor **out) 
     wh_tensor *xc = NULL, *y = NULL;
     int64_t shape[4] = {N, C, OH, OW};
     WH_TRY(wh_contig(x, &xc));
-    wh_status st = wh_tensor_empty(x->dtype, 4, shape, NULL, &y);
-    if (st == WH_OK) avg_pool_forward(xc, y, N * C, x->shape[2], x->shape[3], OH, OW, p);
+    wh_status st = wh_tensor_empty(x->dtype, 4, shape, x->storage->allocator, &y);
+    const wh_backend *be = wh_backend_of(x);
+    if (st == WH_OK && be) st = be->avg_pool2d(xc, p, y);
+    else if (st == WH_OK) avg_pool_forward(xc, y, N * C, x->shape[2], x->shape[3], OH, OW, p);
     wh_tensor_release(xc);
     wh_node *node = NULL;
     if (st == WH_OK) st = wh_record(op, avg_pool_backward, 1, &x, y, &node);
-    if (st == WH_OK && node) {
-        node->iarg[0] = p->kernel[0];
-        node->iarg[1] = p->kernel[1];
-        node->iarg[2] = p->stride[0];
-        node->iarg[3] = p->stride[1];
-        node->iarg[4] = p->padding[0];
-        node->iarg[5] = p->padding[1];
-        node->iarg[6] = p->ceil_mode;
-        node->iarg[7] = p->count_include_pad;
-    }
+    if (st == WH_OK && node) store_pool_params(node, p);
     if (st != WH_OK) wh_tensor_clear(&y);
     *out = y;
     return st;
@@ -404,6 +459,11 @@ static wh_status upsample_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     int64_t planes = m->shape[0] * m->shape[1], H = m->shape[2], W = m->shape[3];
     int64_t OH = g->shape[2], OW = g->shape[3];
     bool twice = mode == WH_UPSAMPLE_NEAREST && OH == 2 * H && OW == 2 * W;
+    const wh_backend *be = wh_backend_of(g);
+    if (be) {
+        WH_TRY(wh_tensor_empty(m->dtype, m->ndim, m->shape, g->storage->allocator, &gin[0]));
+        return be->upsample2d_grad(g, mode, align, gin[0]);
+    }
     resample_table t;
     WH_TRY(resample_table_build(op, mode, align, H, W, OH, OW, &t));
     WH_TRY(wh_tensor_zeros(m->dtype, m->ndim, m->shape, &gin[0]));
@@ -457,7 +517,7 @@ wh_status wh_upsample2d(wh_tensor *x, int64_t out_h, int64_t out_w, wh_upsample_
     *out = NULL;
     if (mode != WH_UPSAMPLE_NEAREST && mode != WH_UPSAMPLE_BILINEAR)
         return wh_fail(WH_ERR_ARG, "upsample2d: unknown mode %d (nearest or bilinear)", (int)mode);
-    WH_TRY(wh_check_float(op, "input", x));
+    WH_TRY(wh_check_float_dev(op, "input", x));
     WH_TRY(wh_check_ndim(op, "input", x, 4, "(N,C,H,W)"));
     char s[128];
     if (out_h < 1 || out_w < 1)
@@ -469,13 +529,15 @@ wh_status wh_upsample2d(wh_tensor *x, int64_t out_h, int64_t out_w, wh_upsample_
     if (mode == WH_UPSAMPLE_NEAREST && align_corners)
         return wh_fail(WH_ERR_ARG, "%s: align_corners only applies to bilinear mode", op);
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    const wh_backend *be = wh_backend_of(x);
     resample_table t;
-    WH_TRY(resample_table_build(op, mode, align_corners, H, W, out_h, out_w, &t));
+    if (!be) WH_TRY(resample_table_build(op, mode, align_corners, H, W, out_h, out_w, &t));
     wh_tensor *xc = NULL, *y = NULL;
     int64_t shape[4] = {N, C, out_h, out_w};
     WH_TRY(wh_contig(x, &xc));
-    wh_status st = wh_tensor_empty(x->dtype, 4, shape, NULL, &y);
-    if (st == WH_OK) upsample_forward(mode, &t, xc, y, N * C, H, W, out_h, out_w);
+    wh_status st = wh_tensor_empty(x->dtype, 4, shape, x->storage->allocator, &y);
+    if (st == WH_OK && be) st = be->upsample2d(xc, mode, align_corners, y);
+    else if (st == WH_OK) upsample_forward(mode, &t, xc, y, N * C, H, W, out_h, out_w);
     wh_tensor_release(xc);
     wh_node *node = NULL;
     if (st == WH_OK) st = wh_record(op, upsample_backward, 1, &x, y, &node);
@@ -507,7 +569,8 @@ static inline void vec_set(wh_tensor *t, int64_t c, double v) {
 static wh_status check_channel_vec(const char *op, const char *arg, wh_tensor *v,
                                    const wh_tensor *x) {
     if (!v) return WH_OK;
-    WH_TRY(wh_check_float(op, arg, v));
+    WH_TRY(wh_check_float_dev(op, arg, v));
+    WH_TRY(wh_check_same_device(op, x, v));
     if (v->dtype != x->dtype)
         return wh_fail(WH_ERR_DTYPE, "%s: %s is %s but input is %s; convert one with t:float() "
                        "or t:double()", op, arg, wh_dtype_name(v->dtype), wh_dtype_name(x->dtype));
@@ -530,6 +593,22 @@ static wh_status batch_norm_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) 
     WH_TRY(wh_node_saved(n, 2, &invstd_t));
     if (n->iarg[1]) WH_TRY(wh_node_saved(n, 3, &weight));
     bool training = n->iarg[0] != 0;
+    const wh_backend *be = wh_backend_of(x);
+    if (be) {
+        /* The saved statistics are in x's dtype here (what cuDNN keeps). */
+        int64_t C = x->shape[1];
+        wh_status st = WH_OK;
+        if (wh_node_needs_grad(n, 0)) st = wh_tensor_empty_like(x, &gin[0]);
+        for (int i = 1; i < 3 && st == WH_OK; i++)
+            if (wh_node_needs_grad(n, i))
+                st = wh_tensor_empty(x->dtype, 1, &C, x->storage->allocator, &gin[i]);
+        if (st == WH_OK)
+            st = be->batch_norm_grad(x, weight, mean_t, invstd_t, training, n->farg[0], g,
+                                     gin[0], gin[1], gin[2]);
+        if (st != WH_OK)
+            for (int i = 0; i < 3; i++) wh_tensor_clear(&gin[i]);
+        return st;
+    }
     int64_t N = x->shape[0], C = x->shape[1], S = 1;
     for (int d = 2; d < x->ndim; d++) S *= x->shape[d];
     double M = (double)(N * S);
@@ -589,7 +668,7 @@ wh_status wh_batch_norm(wh_tensor *x, wh_tensor *weight, wh_tensor *bias,
     const char *op = "batch_norm";
     char s[128];
     *out = NULL;
-    WH_TRY(wh_check_float(op, "input", x));
+    WH_TRY(wh_check_float_dev(op, "input", x));
     if (x->ndim != 2 && x->ndim != 4)
         return wh_fail(WH_ERR_SHAPE, "%s: input must be 2-d (N,C) or 4-d (N,C,H,W), got shape %s",
                        op, wh_shape_str(x, s, sizeof s));
@@ -618,11 +697,24 @@ wh_status wh_batch_norm(wh_tensor *x, wh_tensor *weight, wh_tensor *bias,
     }
 
     wh_tensor *xc = NULL, *mean_t = NULL, *invstd_t = NULL, *y = NULL;
+    const wh_backend *be = wh_backend_of(x);
+    /* The statistics: float64 on the CPU, x's dtype on a device (cuDNN's). */
+    wh_dtype stat_dtype = be ? x->dtype : WH_FLOAT64;
     wh_status st = wh_contig(x, &xc);
-    if (st == WH_OK) st = wh_tensor_empty(WH_FLOAT64, 1, &C, NULL, &mean_t);
-    if (st == WH_OK) st = wh_tensor_empty(WH_FLOAT64, 1, &C, NULL, &invstd_t);
+    if (st == WH_OK) st = wh_tensor_empty(stat_dtype, 1, &C, x->storage->allocator, &mean_t);
+    if (st == WH_OK) st = wh_tensor_empty(stat_dtype, 1, &C, x->storage->allocator, &invstd_t);
     if (st == WH_OK) st = wh_tensor_empty_like(xc, &y);
     if (st != WH_OK) goto done;
+    if (be) {
+        st = be->batch_norm(xc, weight, bias, running_mean, running_var, training, momentum, eps,
+                            y, mean_t, invstd_t);
+        if (st != WH_OK) goto done;
+        if (training && running_mean) {
+            wh_tensor_bump_version(running_mean);
+            wh_tensor_bump_version(running_var);
+        }
+        goto record;
+    }
     double *mean = wh_tensor_data(mean_t), *invstd = wh_tensor_data(invstd_t);
 
     /* Statistics in double, two passes (mean, then squared deviations), so
@@ -692,12 +784,14 @@ wh_status wh_batch_norm(wh_tensor *x, wh_tensor *weight, wh_tensor *bias,
     else BN_APPLY(double);
 #undef BN_APPLY
 
+record:;
     wh_tensor *inputs[3] = {x, weight, bias};
     wh_node *node;
     st = wh_record(op, batch_norm_backward, 3, inputs, y, &node);
     if (st == WH_OK && node) {
         node->iarg[0] = training;
         node->iarg[1] = weight != NULL;
+        node->farg[0] = eps;
         if ((st = wh_node_save(node, xc)) == WH_OK && (st = wh_node_save(node, mean_t)) == WH_OK &&
             (st = wh_node_save(node, invstd_t)) == WH_OK && weight)
             st = wh_node_save(node, weight);
@@ -718,6 +812,8 @@ static wh_status dropout_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     wh_tensor *mask;
     WH_TRY(wh_node_saved(n, 0, &mask));
     WH_TRY(wh_tensor_empty_like(mask, &gin[0]));
+    const wh_backend *be = wh_backend_of(mask);
+    if (be) return be->binary(WH_BIN_MUL, g, mask, gin[0]);
     int64_t cnt = wh_tensor_numel(mask);
 #define DROPOUT_BACK(T)                                                                      \
     do {                                                                                    \
@@ -735,7 +831,7 @@ static wh_status dropout_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
 wh_status wh_dropout(wh_tensor *x, double p, bool training, wh_tensor **out) {
     const char *op = "dropout";
     *out = NULL;
-    WH_TRY(wh_check_float(op, "input", x));
+    WH_TRY(wh_check_float_dev(op, "input", x));
     if (!(p >= 0 && p < 1))
         return wh_fail(WH_ERR_ARG, "%s: probability p must be in [0, 1), got %g", op, p);
     if (!training || p == 0) {
@@ -751,6 +847,27 @@ wh_status wh_dropout(wh_tensor *x, double p, bool training, wh_tensor **out) {
     if (st != WH_OK) goto done;
     int64_t cnt = wh_tensor_numel(xc);
     double scale = 1.0 / (1.0 - p);
+    const wh_backend *be = wh_backend_of(x);
+    if (be) {
+        /* The mask is drawn on the host from the same generator, so a seed
+         * gives the same mask on every device, and uploaded. */
+        wh_tensor *hmask = NULL;
+        st = wh_tensor_empty(x->dtype, x->ndim, x->shape, NULL, &hmask);
+        if (st == WH_OK) {
+            if (x->dtype == WH_FLOAT32) {
+                float *K = wh_tensor_data(hmask), sc = (float)scale;
+                for (int64_t i = 0; i < cnt; i++) K[i] = wh_rng_uniform() >= p ? sc : 0.0f;
+            } else {
+                double *K = wh_tensor_data(hmask);
+                for (int64_t i = 0; i < cnt; i++) K[i] = wh_rng_uniform() >= p ? scale : 0.0;
+            }
+            st = wh_copy_into(mask, hmask);
+        }
+        wh_tensor_release(hmask);
+        if (st == WH_OK) st = be->binary(WH_BIN_MUL, xc, mask, y);
+        if (st != WH_OK) goto done;
+        goto record;
+    }
     /* The mask is drawn serially in element order so that a seed gives the
      * same mask whatever the thread count. */
 #define DROPOUT_FWD(T)                                                                       \
@@ -764,6 +881,7 @@ wh_status wh_dropout(wh_tensor *x, double p, bool training, wh_tensor **out) {
     if (x->dtype == WH_FLOAT32) DROPOUT_FWD(float);
     else DROPOUT_FWD(double);
 #undef DROPOUT_FWD
+record:;
     wh_node *node;
     st = wh_record(op, dropout_backward, 1, &x, y, &node);
     if (st == WH_OK && node) st = wh_node_save(node, mask);

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "kernels/elementwise_math.h"
 #include "ops_util.h"
 
 #define PARALLEL_MIN 32768 /* elements below which threads cost more than they save */
@@ -165,6 +167,8 @@ static wh_status sum_into(const char *op, wh_tensor *xc, const bool *mask, doubl
                           wh_tensor *out) {
     int64_t nout = wh_tensor_numel(out);
     if (wh_tensor_numel(xc) == 0 || nout == 0) return wh_fill(out, nout ? 0.0 * scale : 0);
+    const wh_backend *be = wh_backend_of(xc);
+    if (be) return be->sum(xc, mask, scale, out);
     dim_groups g;
     make_groups(xc, mask, &g);
     const void *src = wh_tensor_data(xc);
@@ -231,9 +235,17 @@ static wh_status broadcast_back(wh_tensor *g, const wh_meta *m, const int64_t *k
     WH_TRY(wh_view_raw(g, m->ndim, kshape, &gk));
     wh_status st = wh_expand_raw(gk, m->ndim, m->shape, &ge);
     wh_tensor_release(gk);
-    if (st == WH_OK) st = wh_tensor_empty(m->dtype, m->ndim, m->shape, NULL, out);
+    if (st == WH_OK) st = wh_tensor_empty(m->dtype, m->ndim, m->shape, g->storage->allocator, out);
     if (st != WH_OK) {
         wh_tensor_release(ge);
+        return st;
+    }
+    const wh_backend *be = wh_backend_of(g);
+    if (be) {
+        st = be->copy(*out, ge);
+        if (st == WH_OK && scale != 1) st = be->unary(WH_MATH_AFFINE, *out, *out, scale, 0);
+        wh_tensor_release(ge);
+        if (st != WH_OK) wh_tensor_clear(out);
         return st;
     }
     wh_row_iter it;
@@ -275,13 +287,13 @@ static wh_status sum_or_mean(const char *op, bool mean, wh_tensor *x, int ndims,
                              bool keepdim, wh_tensor **out) {
     bool mask[WH_MAX_DIMS];
     int64_t shape[WH_MAX_DIMS], kshape[WH_MAX_DIMS], count;
-    WH_TRY(wh_check_float(op, "input", x));
+    WH_TRY(wh_check_float_dev(op, "input", x));
     WH_TRY(reduce_mask(op, x, ndims, dims, mask));
     int nd = reduced_shape(x, mask, keepdim, shape, kshape, &count);
     double scale = mean ? (count ? 1.0 / (double)count : NAN) : 1.0;
     wh_tensor *xc;
     WH_TRY(wh_contig(x, &xc));
-    wh_status st = wh_tensor_empty(x->dtype, nd, shape, NULL, out);
+    wh_status st = wh_tensor_empty(x->dtype, nd, shape, x->storage->allocator, out);
     if (st == WH_OK) st = sum_into(op, xc, mask, scale, *out);
     wh_tensor_release(xc);
     wh_node *node = NULL;
@@ -414,6 +426,8 @@ static wh_status max_into(const char *op, wh_tensor *xc, const bool *mask, wh_te
         return wh_fail(WH_ERR_SHAPE, "%s: cannot reduce over an empty dimension (input shape %s)",
                        op, wh_shape_str(xc, a, sizeof a));
     }
+    const wh_backend *be = wh_backend_of(xc);
+    if (be) return be->max(xc, mask, out, arg);
     dim_groups g;
     make_groups(xc, mask, &g);
     int nred = 0, k = -1;
@@ -443,8 +457,15 @@ static wh_status max_into(const char *op, wh_tensor *xc, const bool *mask, wh_te
     return WH_OK;
 }
 
-/* ctx holds the flat arg max positions. */
+/* ctx holds the flat arg max positions (in a wh_devbuf on a device). */
 static wh_status max_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
+    const wh_backend *be = wh_backend_of(g);
+    if (be) {
+        const wh_devbuf *buf = n->ctx;
+        WH_TRY(wh_tensor_zeros_on(n->input_meta[0].dtype, n->input_meta[0].ndim,
+                                  n->input_meta[0].shape, g->storage->allocator, &gin[0]));
+        return be->scatter(gin[0], buf->ptr, g);
+    }
     const int64_t *arg = n->ctx;
     int64_t nout = wh_tensor_numel(g);
     WH_TRY(wh_tensor_zeros(n->input_meta[0].dtype, n->input_meta[0].ndim,
@@ -461,25 +482,35 @@ static wh_status max_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     return WH_OK;
 }
 
+/* The arg max positions go to *argp: malloc'd on the CPU; on a device in
+ * *bufp (whose ptr *argp is), NULL on the CPU. */
 static wh_status max_common(const char *op, wh_tensor *x, int ndims, const int *dims,
-                            bool keepdim, wh_tensor **out, int64_t **argp, bool *mask) {
+                            bool keepdim, wh_tensor **out, int64_t **argp, wh_devbuf **bufp,
+                            bool *mask) {
     int64_t shape[WH_MAX_DIMS], kshape[WH_MAX_DIMS], count;
-    WH_TRY(wh_check_float(op, "input", x));
+    *bufp = NULL;
+    WH_TRY(wh_check_float_dev(op, "input", x));
     WH_TRY(reduce_mask(op, x, ndims, dims, mask));
     int nd = reduced_shape(x, mask, keepdim, shape, kshape, &count);
     wh_tensor *xc;
     WH_TRY(wh_contig(x, &xc));
-    wh_status st = wh_tensor_empty(x->dtype, nd, shape, NULL, out);
+    wh_status st = wh_tensor_empty(x->dtype, nd, shape, x->storage->allocator, out);
     int64_t nout = st == WH_OK ? wh_tensor_numel(*out) : 0;
+    size_t nbytes = sizeof(int64_t) * (size_t)(nout ? nout : 1);
     int64_t *arg = NULL;
-    if (st == WH_OK) {
-        arg = malloc(sizeof *arg * (size_t)(nout ? nout : 1));
+    if (st == WH_OK && wh_backend_of(x)) {
+        st = wh_devbuf_new(x->storage->allocator, nbytes, bufp);
+        if (st == WH_OK) arg = (*bufp)->ptr;
+    } else if (st == WH_OK) {
+        arg = malloc(nbytes);
         if (!arg) st = wh_fail(WH_ERR_MEMORY, "%s: out of memory", op);
     }
     if (st == WH_OK) st = max_into(op, xc, mask, *out, arg);
     wh_tensor_release(xc);
     if (st != WH_OK) {
-        free(arg);
+        if (*bufp) wh_devbuf_free(*bufp);
+        else free(arg);
+        *bufp = NULL;
         wh_tensor_clear(out);
         return st;
     }
@@ -490,12 +521,15 @@ static wh_status max_common(const char *op, wh_tensor *x, int ndims, const int *
 wh_status wh_max(wh_tensor *x, int ndims, const int *dims, bool keepdim, wh_tensor **out) {
     bool mask[WH_MAX_DIMS];
     int64_t *arg = NULL;
-    WH_TRY(max_common("max", x, ndims, dims, keepdim, out, &arg, mask));
+    wh_devbuf *buf = NULL;
+    WH_TRY(max_common("max", x, ndims, dims, keepdim, out, &arg, &buf, mask));
     wh_node *node = NULL;
     wh_status st = wh_record("max", max_backward, 1, &x, *out, &node);
     if (node) {
-        node->ctx = arg;
-        node->free_ctx = free;
+        node->ctx = buf ? (void *)buf : (void *)arg;
+        node->free_ctx = buf ? wh_devbuf_free : free;
+    } else if (buf) {
+        wh_devbuf_free(buf);
     } else {
         free(arg);
     }
@@ -509,23 +543,28 @@ wh_status wh_argmax(wh_tensor *x, int ndims, const int *dims, bool keepdim, wh_t
                        ndims);
     bool mask[WH_MAX_DIMS];
     int64_t *arg = NULL;
+    wh_devbuf *buf = NULL;
     wh_tensor *vals = NULL;
-    WH_TRY(max_common("argmax", x, ndims, dims, keepdim, &vals, &arg, mask));
-    wh_status st = wh_tensor_empty(WH_FLOAT64, vals->ndim, vals->shape, NULL, out);
-    if (st == WH_OK) {
-        /* The flat position becomes an index along the reduced dim. */
-        int64_t div = 1, size = 1;
-        if (ndims == 1) {
-            int d = dims[0] < 0 ? dims[0] + x->ndim : dims[0];
-            size = x->shape[d];
-            for (int i = d + 1; i < x->ndim; i++) div *= x->shape[i];
-        }
+    WH_TRY(max_common("argmax", x, ndims, dims, keepdim, &vals, &arg, &buf, mask));
+    wh_status st = wh_tensor_empty(WH_FLOAT64, vals->ndim, vals->shape, x->storage->allocator, out);
+    /* The flat position becomes an index along the reduced dim. */
+    int64_t div = 1, size = 1;
+    if (ndims == 1) {
+        int d = dims[0] < 0 ? dims[0] + x->ndim : dims[0];
+        size = x->shape[d];
+        for (int i = d + 1; i < x->ndim; i++) div *= x->shape[i];
+    }
+    if (st == WH_OK && buf) {
+        st = wh_backend_of(x)->arg_index(arg, div, ndims == 1 ? size : 0, *out);
+        if (st != WH_OK) wh_tensor_clear(out);
+    } else if (st == WH_OK) {
         double *o = wh_tensor_data(*out);
         int64_t nout = wh_tensor_numel(vals);
         for (int64_t q = 0; q < nout; q++)
             o[q] = ndims == 1 ? (double)((arg[q] / div) % size) : (double)arg[q];
     }
-    free(arg);
+    if (buf) wh_devbuf_free(buf);
+    else free(arg);
     wh_tensor_release(vals);
     return st;
 }
@@ -635,6 +674,8 @@ static wh_status softmax_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     int64_t outer, D, inner;
     softmax_dims(&n->output_meta, (int)n->iarg[0], &outer, &D, &inner);
     WH_TRY(wh_tensor_empty_like(y, &gin[0]));
+    const wh_backend *be = wh_backend_of(y);
+    if (be) return be->softmax_grad(y, g, (int)n->iarg[0], n->iarg[1] != 0, gin[0]);
     if (y->dtype == WH_FLOAT32)
         softmax_bwd_f32(wh_tensor_data(y), wh_tensor_data(g), wh_tensor_data(gin[0]), outer, D,
                         inner, n->iarg[1]);
@@ -646,12 +687,16 @@ static wh_status softmax_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
 
 static wh_status softmax_common(const char *op, bool log_mode, wh_tensor *x, int dim,
                                 wh_tensor **out) {
-    WH_TRY(wh_check_float(op, "input", x));
+    WH_TRY(wh_check_float_dev(op, "input", x));
     WH_TRY(wh_check_dim(op, &dim, x->ndim));
     wh_tensor *xc;
     WH_TRY(wh_contig(x, &xc));
     wh_status st = wh_tensor_empty_like(xc, out);
-    if (st == WH_OK) {
+    const wh_backend *be = wh_backend_of(x);
+    if (st == WH_OK && be) {
+        st = be->softmax(xc, dim, log_mode, *out);
+        if (st != WH_OK) wh_tensor_clear(out);
+    } else if (st == WH_OK) {
         wh_meta m = {.ndim = x->ndim, .dtype = x->dtype};
         memcpy(m.shape, x->shape, sizeof m.shape);
         int64_t outer, D, inner;
@@ -686,9 +731,15 @@ wh_status wh_log_softmax(wh_tensor *x, int dim, wh_tensor **out) {
 /* ---- sum of squares -------------------------------------------------------------------------- */
 
 wh_status wh_sum_squares(wh_tensor *x, double *result) {
-    WH_TRY(wh_check_float("sum_squares", "input", x));
+    WH_TRY(wh_check_float_dev("sum_squares", "input", x));
     wh_tensor *xc;
     WH_TRY(wh_contig(x, &xc));
+    const wh_backend *be = wh_backend_of(x);
+    if (be) {
+        wh_status st = be->sum_squares(xc, result);
+        wh_tensor_release(xc);
+        return st;
+    }
     int64_t n = wh_tensor_numel(xc), nb = (n + BLOCK - 1) / BLOCK;
     double total = 0;
     if (xc->dtype == WH_FLOAT32) {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "kernels/strided_math.h"
 #include "ops_util.h"
 
 #define PARALLEL_MIN 32768 /* elements below which threads cost more than they save */
@@ -17,8 +19,9 @@ static wh_status record1(const char *name, wh_backward_fn fn, wh_tensor *x, wh_t
     return st;
 }
 
-static wh_status zeros_of_meta(const wh_meta *m, wh_tensor **out) {
-    return wh_tensor_zeros(m->dtype, m->ndim, m->shape, out);
+/* Zeros of an input's shape, on the device of the gradient `like`. */
+static wh_status zeros_of_meta(const wh_meta *m, const wh_tensor *like, wh_tensor **out) {
+    return wh_tensor_zeros_on(m->dtype, m->ndim, m->shape, like->storage->allocator, out);
 }
 
 /* The gradient of every op that only changes the shape (view, reshape,
@@ -130,7 +133,7 @@ wh_status wh_transpose(wh_tensor *x, int dim0, int dim1, wh_tensor **out) {
 /* Zeros of the input's shape with g written into the part the op took. */
 static wh_status narrow_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     wh_tensor *part = NULL;
-    WH_TRY(zeros_of_meta(&n->input_meta[0], &gin[0]));
+    WH_TRY(zeros_of_meta(&n->input_meta[0], g, &gin[0]));
     wh_status st = n->iarg[0] == 0
                        ? wh_narrow_raw(gin[0], (int)n->iarg[1], n->iarg[2], n->iarg[3], &part)
                        : wh_select_raw(gin[0], (int)n->iarg[1], n->iarg[2], &part);
@@ -301,7 +304,8 @@ wh_status wh_concat(int n, wh_tensor *const *xs, int dim, wh_tensor **out) {
         if (x->dtype != x0->dtype)
             return wh_fail(WH_ERR_DTYPE, "cat: tensor %d is %s but tensor 1 is %s", i + 1,
                            wh_dtype_name(x->dtype), wh_dtype_name(x0->dtype));
-        WH_TRY(wh_check_cpu("cat", x));
+        WH_TRY(wh_check_device("cat", x));
+        WH_TRY(wh_check_same_device("cat", x0, x));
         bool fits = x->ndim == x0->ndim;
         for (int k = 0; fits && k < x->ndim; k++) fits = k == d || x->shape[k] == x0->shape[k];
         if (!fits)
@@ -310,7 +314,7 @@ wh_status wh_concat(int n, wh_tensor *const *xs, int dim, wh_tensor **out) {
                            wh_shape_str(x, b, sizeof b), wh_shape_str(x0, a, sizeof a), d + 1);
         shape[d] += x->shape[d];
     }
-    WH_TRY(wh_tensor_empty(x0->dtype, x0->ndim, shape, NULL, out));
+    WH_TRY(wh_tensor_empty(x0->dtype, x0->ndim, shape, x0->storage->allocator, out));
     int64_t start = 0;
     wh_status st = WH_OK;
     for (int i = 0; i < n && st == WH_OK; i++) {
@@ -337,6 +341,7 @@ wh_status wh_concat(int n, wh_tensor *const *xs, int dim, wh_tensor **out) {
 typedef struct {
     int ndim, first;                 /* dims first..ndim-1 are padded */
     int64_t in_shape[WH_MAX_DIMS], out_shape[WH_MAX_DIMS];
+    int64_t before[WH_MAX_DIMS];     /* padding before each dim (0 if not padded) */
     int64_t *map[WH_MAX_DIMS];       /* map[d][o] for padded dims */
     int64_t *buf;
 } pad_plan;
@@ -398,16 +403,9 @@ static wh_status pad_plan_new(const wh_tensor *x, int npairs, const int64_t *pad
     for (int d = p->first; d < p->ndim; d++) {
         int k = p->ndim - 1 - d;
         int64_t before = pads[2 * k], size = x->shape[d];
+        p->before[d] = before;
         p->map[d] = m;
-        for (int64_t o = 0; o < p->out_shape[d]; o++) {
-            int64_t i = o - before;
-            if (i < 0 || i >= size) {
-                if (mode == WH_PAD_CONSTANT) i = -1;
-                else if (mode == WH_PAD_REFLECT) i = i < 0 ? -i : 2 * (size - 1) - i;
-                else i = i < 0 ? 0 : size - 1;
-            }
-            m[o] = i;
-        }
+        for (int64_t o = 0; o < p->out_shape[d]; o++) m[o] = wh_pad_source(o, before, size, (int)mode);
         m += p->out_shape[d];
     }
     *out = p;
@@ -465,7 +463,13 @@ static void pad_forward_loop(const pad_plan *p, const wh_tensor *x, wh_tensor *y
 
 static wh_status pad_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     const pad_plan *p = n->ctx;
-    WH_TRY(zeros_of_meta(&n->input_meta[0], &gin[0]));
+    const wh_backend *be = wh_backend_of(g);
+    if (be) {
+        const wh_meta *m = &n->input_meta[0];
+        WH_TRY(wh_tensor_empty(m->dtype, m->ndim, m->shape, g->storage->allocator, &gin[0]));
+        return be->pad_grad(g, p->before, (int)n->iarg[0], gin[0]);
+    }
+    WH_TRY(zeros_of_meta(&n->input_meta[0], g, &gin[0]));
     wh_tensor *x = gin[0];
     int nd = p->ndim, last = nd - 1;
     int64_t inner = nd ? p->out_shape[last] : 1, total = wh_tensor_numel(g);
@@ -504,18 +508,30 @@ static wh_status pad_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
 
 wh_status wh_pad(wh_tensor *x, int npairs, const int64_t *pads, wh_pad_mode mode, double value,
                  wh_tensor **out) {
-    WH_TRY(wh_check_cpu("pad", x));
+    WH_TRY(wh_check_device("pad", x));
     if (x->ndim == 0 && npairs == 0) return wh_clone(x, out);
     pad_plan *p = NULL;
     WH_TRY(pad_plan_new(x, npairs, pads, mode, &p));
-    wh_status st = wh_tensor_empty(x->dtype, p->ndim, p->out_shape, NULL, out);
+    wh_status st = wh_tensor_empty(x->dtype, p->ndim, p->out_shape, x->storage->allocator, out);
     if (st != WH_OK) {
         pad_plan_free(p);
         return st;
     }
-    pad_forward_loop(p, x, *out, value);
+    const wh_backend *be = wh_backend_of(x);
+    if (be) {
+        /* uint8 fill values saturate and round as on the CPU */
+        double v = value;
+        if (x->dtype == WH_UINT8) {
+            double r = v < 0 ? 0 : v > 255 ? 255 : v;
+            v = (double)(uint8_t)(r + 0.5);
+        }
+        st = be->pad(x, p->before, (int)mode, v, *out);
+    } else {
+        pad_forward_loop(p, x, *out, value);
+    }
     wh_node *node = NULL;
-    if (wh_dtype_is_float(x->dtype)) st = wh_record("pad", pad_backward, 1, &x, *out, &node);
+    if (st == WH_OK && wh_dtype_is_float(x->dtype))
+        st = wh_record("pad", pad_backward, 1, &x, *out, &node);
     if (node) {
         node->ctx = p;
         node->free_ctx = pad_plan_free;

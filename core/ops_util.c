@@ -2,12 +2,24 @@
 
 #include <string.h>
 
-wh_status wh_check_float(const char *op, const char *arg, const wh_tensor *t) {
+#include "backend.h"
+
+static wh_status check_float_dtype(const char *op, const char *arg, const wh_tensor *t) {
     if (!t) return wh_fail(WH_ERR_ARG, "%s: %s is missing", op, arg);
     if (!wh_dtype_is_float(t->dtype))
         return wh_fail(WH_ERR_DTYPE, "%s: %s must be float32 or float64, got %s", op, arg,
                        wh_dtype_name(t->dtype));
+    return WH_OK;
+}
+
+wh_status wh_check_float(const char *op, const char *arg, const wh_tensor *t) {
+    WH_TRY(check_float_dtype(op, arg, t));
     return wh_check_cpu(op, t);
+}
+
+wh_status wh_check_float_dev(const char *op, const char *arg, const wh_tensor *t) {
+    WH_TRY(check_float_dtype(op, arg, t));
+    return wh_check_device(op, t);
 }
 
 wh_status wh_check_same_dtype(const char *op, const wh_tensor *a, const wh_tensor *b) {
@@ -31,6 +43,14 @@ wh_status wh_check_cpu(const char *op, const wh_tensor *t) {
     return WH_OK;
 }
 
+wh_status wh_check_device(const char *op, const wh_tensor *t) {
+    wh_device_type type = wh_tensor_device(t).type;
+    if (type != WH_CPU && !wh_backend_get(type))
+        return wh_fail(WH_ERR_DEVICE, "%s: the backend of %s is not loaded", op,
+                       t->storage->allocator->name);
+    return WH_OK;
+}
+
 wh_status wh_check_ndim(const char *op, const char *arg, const wh_tensor *t, int ndim,
                         const char *layout) {
     if (t->ndim != ndim) {
@@ -45,7 +65,7 @@ wh_status wh_check_inplace(const char *op, const wh_tensor *t) {
     if (wh_grad_enabled() && t->requires_grad)
         return wh_fail(WH_ERR_STATE, "%s: in-place op on a tensor that requires grad while "
                        "gradients are recorded; wrap it in whorl.no_grad(...)", op);
-    return wh_check_cpu(op, t);
+    return wh_check_device(op, t);
 }
 
 wh_status wh_contig(wh_tensor *t, wh_tensor **out) { return wh_contiguous_raw(t, false, out); }

@@ -6,15 +6,22 @@
 
 #include "ops.h"
 
-/* `arg` names the argument in messages ("input", "weight", ...). */
+/* `arg` names the argument in messages ("input", "weight", ...).
+ * wh_check_float and wh_check_cpu accept CPU tensors only: code that reads
+ * tensor data on the host relies on them.  Ops with a device path (they
+ * call the tensor's backend, see backend.h) use the _dev / device forms,
+ * which accept any device whose backend is loaded. */
 wh_status wh_check_float(const char *op, const char *arg, const wh_tensor *t);
+wh_status wh_check_float_dev(const char *op, const char *arg, const wh_tensor *t);
 wh_status wh_check_same_dtype(const char *op, const wh_tensor *a, const wh_tensor *b);
 wh_status wh_check_cpu(const char *op, const wh_tensor *t);
+wh_status wh_check_device(const char *op, const wh_tensor *t);
 /* ndim must equal `ndim` (names the expected layout, e.g. "(N,C,H,W)"). */
 wh_status wh_check_ndim(const char *op, const char *arg, const wh_tensor *t, int ndim,
                         const char *layout);
 /* In-place ops may not write into a leaf that requires grad while recording,
- * nor into a tensor whose autograd history they would silently break. */
+ * nor into a tensor whose autograd history they would silently break.
+ * Accepts any device with a loaded backend. */
 wh_status wh_check_inplace(const char *op, const wh_tensor *t);
 /* A contiguous version of t (new reference; t itself when already so). */
 wh_status wh_contig(wh_tensor *t, wh_tensor **out);

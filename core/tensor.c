@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "autograd.h"
+#include "backend.h"
 
 /* ---- dtypes ---------------------------------------------------------------- */
 
@@ -233,9 +234,18 @@ wh_status wh_tensor_full(wh_dtype dt, int ndim, const int64_t *shape, double val
 }
 
 wh_status wh_tensor_zeros(wh_dtype dt, int ndim, const int64_t *shape, wh_tensor **out) {
-    int64_t n;
-    WH_TRY(wh_tensor_empty(dt, ndim, shape, NULL, out));
-    n = wh_tensor_numel(*out);
+    return wh_tensor_zeros_on(dt, ndim, shape, NULL, out);
+}
+
+wh_status wh_tensor_zeros_on(wh_dtype dt, int ndim, const int64_t *shape, wh_allocator *alloc,
+                             wh_tensor **out) {
+    WH_TRY(wh_tensor_empty(dt, ndim, shape, alloc, out));
+    if (alloc && alloc->device.type != WH_CPU) {
+        wh_status st = wh_fill(*out, 0);
+        if (st != WH_OK) wh_tensor_clear(out);
+        return st;
+    }
+    int64_t n = wh_tensor_numel(*out);
     memset(wh_tensor_data(*out), 0, (size_t)n * wh_dtype_size(dt));
     return WH_OK;
 }
@@ -342,13 +352,6 @@ static wh_status element_offset(const wh_tensor *t, const int64_t *index, int64_
     return WH_OK;
 }
 
-static wh_status require_cpu(const char *op, const wh_tensor *t) {
-    if (wh_tensor_device(t).type != WH_CPU)
-        return wh_fail(WH_ERR_DEVICE, "%s: needs a CPU tensor (this one is on %s)", op,
-                       t->storage->allocator->name);
-    return WH_OK;
-}
-
 static double load_elem(const void *base, wh_dtype dt, int64_t off) {
     switch (dt) {
     case WH_FLOAT32: return ((const float *)base)[off];
@@ -371,18 +374,35 @@ static void store_elem(void *base, wh_dtype dt, int64_t off, double v) {
     }
 }
 
+/* One element of a device tensor through its allocator's host copy hooks. */
+static wh_status device_element(const wh_tensor *t, int64_t off, double *get, const double *set) {
+    wh_allocator *a = t->storage->allocator;
+    size_t es = wh_dtype_size(t->dtype);
+    char *p = (char *)t->storage->data + off * (int64_t)es;
+    union { float f; double d; uint8_t u; } cell;
+    if (!a->copy_to_host || !a->copy_from_host)
+        return wh_fail(WH_ERR_DEVICE, "element access: %s has no host copies", a->name);
+    if (get) {
+        WH_TRY(a->copy_to_host(a, &cell, p, es));
+        *get = load_elem(&cell, t->dtype, 0);
+        return WH_OK;
+    }
+    store_elem(&cell, t->dtype, 0, *set);
+    return a->copy_from_host(a, p, &cell, es);
+}
+
 wh_status wh_tensor_get(const wh_tensor *t, const int64_t *index, double *value) {
     int64_t off = 0;
-    WH_TRY(require_cpu("get", t));
     WH_TRY(element_offset(t, index, &off));
+    if (wh_tensor_device(t).type != WH_CPU) return device_element(t, off, value, NULL);
     *value = load_elem(t->storage->data, t->dtype, off);
     return WH_OK;
 }
 
 wh_status wh_tensor_set(wh_tensor *t, const int64_t *index, double value) {
     int64_t off = 0;
-    WH_TRY(require_cpu("set", t));
     WH_TRY(element_offset(t, index, &off));
+    if (wh_tensor_device(t).type != WH_CPU) return device_element(t, off, NULL, &value);
     store_elem(t->storage->data, t->dtype, off, value);
     return WH_OK;
 }
@@ -562,6 +582,56 @@ bad:
 
 void wh_tensor_bump_version(wh_tensor *t) { t->storage->version++; }
 
+/* Host <-> device copy of contiguous tensors of one dtype, through the
+ * device allocator's hooks. */
+static wh_status host_transfer(wh_tensor *dst, const wh_tensor *src) {
+    wh_allocator *da = dst->storage->allocator, *sa = src->storage->allocator;
+    size_t nb = (size_t)wh_tensor_numel(src) * wh_dtype_size(src->dtype);
+    if (nb == 0) return WH_OK;
+    if (da->device.type == WH_CPU && sa->copy_to_host)
+        return sa->copy_to_host(sa, wh_tensor_data(dst), wh_tensor_data(src), nb);
+    if (sa->device.type == WH_CPU && da->copy_from_host)
+        return da->copy_from_host(da, wh_tensor_data(dst), wh_tensor_data(src), nb);
+    return wh_fail(WH_ERR_DEVICE, "copy: no host copy between %s and %s", sa->name, da->name);
+}
+
+/* Copies where a device is involved.  Within one device the backend copies
+ * (any strides, dtype conversion); between devices the bytes cross through
+ * the host hooks, with the layout and dtype work done on whichever side
+ * has it cheapest: a strided or converting upload is prepared on the CPU,
+ * a strided download is made contiguous on the device first. */
+static wh_status device_copy(wh_tensor *dst, const wh_tensor *src) {
+    wh_device dd = wh_tensor_device(dst), sd = wh_tensor_device(src);
+    if (dd.type == sd.type && dd.index == sd.index) {
+        const wh_backend *be = wh_backend_of(dst);
+        if (!be) return wh_fail(WH_ERR_DEVICE, "copy: no backend for %s", dst->storage->allocator->name);
+        return wh_tensor_numel(src) ? be->copy(dst, src) : WH_OK;
+    }
+    bool plain = dst->dtype == src->dtype && wh_tensor_is_contiguous(dst) &&
+                 wh_tensor_is_contiguous(src);
+    if (plain && (dd.type == WH_CPU || sd.type == WH_CPU)) return host_transfer(dst, src);
+    wh_tensor *a = NULL, *b = NULL;
+    wh_status st;
+    if (sd.type == WH_CPU) {
+        /* CPU -> device: convert on the CPU, upload, place on the device. */
+        st = wh_to_dtype_raw((wh_tensor *)src, dst->dtype, &a);
+        if (st == WH_OK) st = wh_tensor_empty(dst->dtype, dst->ndim, dst->shape,
+                                              dst->storage->allocator, &b);
+        if (st == WH_OK) st = host_transfer(b, a);
+        if (st == WH_OK) st = wh_copy_into(dst, b);
+    } else {
+        /* device -> CPU or another device: contiguous on the source device,
+         * to the host, then into place. */
+        st = wh_contiguous_raw((wh_tensor *)src, false, &a);
+        if (st == WH_OK) st = wh_tensor_empty(src->dtype, src->ndim, src->shape, NULL, &b);
+        if (st == WH_OK) st = host_transfer(b, a);
+        if (st == WH_OK) st = wh_copy_into(dst, b);
+    }
+    wh_tensor_release(a);
+    wh_tensor_release(b);
+    return st;
+}
+
 wh_status wh_copy_into(wh_tensor *dst, const wh_tensor *src) {
     char a[128], b[128];
     if (!wh_tensor_same_shape(dst, src))
@@ -569,18 +639,8 @@ wh_status wh_copy_into(wh_tensor *dst, const wh_tensor *src) {
                        wh_shape_str(dst, a, sizeof a), wh_shape_str(src, b, sizeof b));
     wh_allocator *da = dst->storage->allocator, *sa = src->storage->allocator;
     if (da->device.type != WH_CPU || sa->device.type != WH_CPU) {
-        /* Cross-device copies of contiguous, same-dtype tensors go through the
-         * device allocator's host copy hooks; the rest is the backend's job. */
-        if (dst->dtype == src->dtype && wh_tensor_is_contiguous(dst) &&
-            wh_tensor_is_contiguous(src)) {
-            size_t nb = (size_t)wh_tensor_numel(src) * wh_dtype_size(src->dtype);
-            if (da->device.type == WH_CPU && sa->copy_to_host)
-                return sa->copy_to_host(sa, wh_tensor_data(dst), wh_tensor_data(src), nb);
-            if (sa->device.type == WH_CPU && da->copy_from_host)
-                return da->copy_from_host(da, wh_tensor_data(dst), wh_tensor_data(src), nb);
-        }
-        return wh_fail(WH_ERR_DEVICE, "copy: cannot copy from %s to %s with this layout",
-                       sa->name, da->name);
+        wh_tensor_bump_version(dst);
+        return device_copy(dst, src);
     }
     wh_tensor_bump_version(dst);
     int64_t n = wh_tensor_numel(src);
@@ -647,8 +707,11 @@ wh_status wh_to_dtype_raw(wh_tensor *t, wh_dtype dt, wh_tensor **out) {
 }
 
 wh_status wh_fill(wh_tensor *t, double value) {
-    WH_TRY(require_cpu("fill", t));
     wh_tensor_bump_version(t);
+    const wh_backend *be = wh_backend_of(t);
+    if (be) return wh_tensor_numel(t) ? be->fill(t, value) : WH_OK;
+    if (wh_tensor_device(t).type != WH_CPU)
+        return wh_fail(WH_ERR_DEVICE, "fill: no backend for %s", t->storage->allocator->name);
     int64_t n = wh_tensor_numel(t);
     if (wh_tensor_is_contiguous(t)) {
         void *p = wh_tensor_data(t);

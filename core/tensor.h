@@ -91,6 +91,10 @@ void wh_tensor_clear(wh_tensor **pt);
 wh_status wh_tensor_empty(wh_dtype dt, int ndim, const int64_t *shape,
                           wh_allocator *alloc, wh_tensor **out);
 wh_status wh_tensor_zeros(wh_dtype dt, int ndim, const int64_t *shape, wh_tensor **out);
+/* Zeros allocated through `alloc` (the CPU allocator when NULL), so on its
+ * device: what backward functions use for gradients of their inputs. */
+wh_status wh_tensor_zeros_on(wh_dtype dt, int ndim, const int64_t *shape, wh_allocator *alloc,
+                             wh_tensor **out);
 wh_status wh_tensor_full(wh_dtype dt, int ndim, const int64_t *shape, double value,
                          wh_tensor **out);
 /* [start, stop) by step, as a 1-d tensor. */
@@ -113,7 +117,8 @@ void *wh_tensor_data(const wh_tensor *t);
 /* "[16, 1, 224, 224]" into buf. */
 const char *wh_shape_str(const wh_tensor *t, char *buf, size_t n);
 const char *wh_dims_str(int ndim, const int64_t *shape, char *buf, size_t n);
-/* Reads/writes one element as double; index has t->ndim entries (checked). */
+/* Reads/writes one element as double; index has t->ndim entries (checked).
+ * On a device each call is a transfer of one element: for occasional use. */
 wh_status wh_tensor_get(const wh_tensor *t, const int64_t *index, double *value);
 wh_status wh_tensor_set(wh_tensor *t, const int64_t *index, double value);
 /* Normalises a possibly negative dim against ndim (ndim_plus for unsqueeze). */
@@ -129,7 +134,9 @@ wh_status wh_expand_raw(wh_tensor *t, int ndim, const int64_t *shape, wh_tensor 
 wh_status wh_alias(wh_tensor *t, wh_tensor **out);
 
 /* ---- copies -------------------------------------------------------------- */
-/* dst <- src elementwise (shapes must be equal, dtypes may differ, any strides). */
+/* dst <- src elementwise (shapes must be equal, dtypes may differ, any strides;
+ * any devices: copies within a device run on its backend, copies between
+ * devices go through the allocators' host copy hooks). */
 wh_status wh_copy_into(wh_tensor *dst, const wh_tensor *src);
 /* A contiguous copy (or a new reference to t when already contiguous and
  * `force` is false). */
