@@ -71,14 +71,17 @@ static wh_status png_check_chunks(const unsigned char *d, size_t n, const char *
             if (!((type[k] >= 'A' && type[k] <= 'Z') || (type[k] >= 'a' && type[k] <= 'z')))
                 return wh_fail(WH_ERR_FORMAT, "%s: corrupt PNG: chunk %d has an invalid type",
                                name, i + 1);
-        if (i == 0 && strcmp(type, "IHDR") != 0)
-            return wh_fail(WH_ERR_FORMAT, "%s: corrupt PNG: first chunk is %s, not IHDR", name, type);
+        if (i == 0 && (strcmp(type, "IHDR") != 0 || len != 13))
+            return wh_fail(WH_ERR_FORMAT, "%s: corrupt PNG: first chunk is %s of %u bytes, not "
+                           "IHDR", name, type, len);
         if (len > n - p - 12)
             return wh_fail(WH_ERR_FORMAT, "%s: truncated PNG: chunk %s of %u bytes at offset %zu "
                            "runs past the end of the file (%zu bytes)", name, type, len, p, n);
         if (crc32_of(d + p + 4, (size_t)len + 4) != be32(d + p + 8 + len))
             return wh_fail(WH_ERR_FORMAT, "%s: corrupt PNG: CRC mismatch in chunk %s at offset %zu",
                            name, type, p);
+        if (i == 0) /* stb reports an oversized image only as "unknown image type" */
+            WH_TRY(wh_image_check_size(name, "PNG", be32(d + p + 8), be32(d + p + 12)));
         p += (size_t)len + 12;
         if (strcmp(type, "IEND") == 0) return WH_OK;
     }
