@@ -73,7 +73,15 @@ static wh_status preactivation_grad(wh_node *n, wh_tensor *g, wh_tensor **gpre) 
     }
     wh_tensor *y;
     WH_TRY(wh_node_saved(n, 2, &y));
-    WH_TRY(wh_contiguous_raw(g, true, gpre));
+    if (g->refcount == 1 && g->storage->refcount == 1 && wh_tensor_is_contiguous(g)) {
+        /* Nobody else holds this gradient (the engine hands each node its
+         * own accumulated one), so it can become the pre-activation
+         * gradient in place: one pass over memory instead of a copy. */
+        wh_tensor_retain(g);
+        *gpre = g;
+    } else {
+        WH_TRY(wh_contiguous_raw(g, true, gpre));
+    }
     size_t cnt = (size_t)wh_tensor_numel(y);
     if (y->dtype == WH_FLOAT32) wh_activation_backward_f32(act, DATA(y, float), DATA(*gpre, float), cnt);
     else wh_activation_backward_f64(act, DATA(y, double), DATA(*gpre, double), cnt);
