@@ -10,9 +10,9 @@
 --   RMSprop  lr 0.001, rho 0.9, momentum 0, epsilon 1e-7, centered false
 --            v = rho*v + (1-rho)*g^2;  p -= lr*g / sqrt(v + epsilon)
 --            (Keras puts epsilon inside the root; centered: v - avg(g)^2 + epsilon)
---   Adam     lr 0.001, beta1 0.9, beta2 0.999, epsilon 1e-7, amsgrad false
---            m += (g-m)*(1-beta1);  v += (g^2-v)*(1-beta2)
---            p -= lr*sqrt(1-beta2^t)/(1-beta1^t) * m / (sqrt(v) + epsilon)
+--   Adam     lr 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-7, amsgrad false
+--            m += (g-m)*(1-beta_1);  v += (g^2-v)*(1-beta_2)
+--            p -= lr*sqrt(1-beta_2^t)/(1-beta_1^t) * m / (sqrt(v) + epsilon)
 --   AdamW    Adam with weight_decay 0.004
 -- Options of every optimizer (Keras' names):
 --   weight_decay     decoupled: p -= p * weight_decay * lr before the update
@@ -20,7 +20,8 @@
 --   global_clipnorm  scale all gradients together to at most this norm
 --   clipvalue        clamp each gradient element to [-v, v]
 --   lr               a number or a schedule (whorl.optim.schedules), which
---                    is evaluated at the step count before the update
+--                    is evaluated at the step count before the update;
+--                    Keras' name learning_rate is accepted too
 -- Parameters without a gradient are skipped.  State (step count, lr and
 -- slot tensors such as "velocity.3" for the 3rd parameter) is a flat table
 -- of numbers and tensors: state_dict()/load_state_dict(); config() gives the
@@ -90,6 +91,13 @@ local function new(kind, params, opts)
     local spec = kinds[kind]
     opts = opts or {}
     if type(opts) ~= "table" then error(kind .. ": options must be a table", 3) end
+    if opts.learning_rate ~= nil then
+        if opts.lr ~= nil then error(kind .. ": give lr or learning_rate, not both", 3) end
+        local copy = {}
+        for k, v in pairs(opts) do copy[k] = v end
+        copy.lr, copy.learning_rate = copy.learning_rate, nil
+        opts = copy
+    end
     local self = setmetatable({ kind = kind, params = params_of(kind, params), iterations = 0,
         slots = {}, _scratch = {} }, Optimizer)
     for k, v in pairs(opts) do
@@ -256,7 +264,7 @@ kinds.RMSprop = {
 }
 
 local function adam_update(self, i, p, g, lr)
-    local b1, b2 = self.beta1, self.beta2
+    local b1, b2 = self.beta_1, self.beta_2
     local t = self.iterations + 1
     local alpha = lr * math.sqrt(1 - b2 ^ t) / (1 - b1 ^ t)
     local m = slot(self, "momentum", i, p)
@@ -280,7 +288,7 @@ end
 
 kinds.Adam = {
     lr = 0.001,
-    defaults = { beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7, amsgrad = false },
+    defaults = { beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-7, amsgrad = false },
     slots = adam_slots,
     update = adam_update,
 }
