@@ -10,8 +10,9 @@
  * file of lines from bench/peer_torch_conv.py
  *   torch layer=L1 fwd_ms=... bwd_in_ms=... bwd_w_ms=...
  * it also prints torch's times and the speedup torch_ms / whorl_ms (> 1:
- * whorl is faster).  bench/run: python3 bench/peer_torch_conv.py > t.txt &&
- * build/bench/bench_conv t.txt */
+ * whorl is faster):
+ *   /usr/bin/python3 bench/peer_torch_conv.py > t.txt && build/bench/bench_conv t.txt
+ * WH_CONV_ALGO=auto|direct|gemm|implicit forces one algorithm (see conv2d.h). */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -21,6 +22,7 @@
 #include <time.h>
 
 #include "kernels/conv2d.h"
+#include "kernels/conv2d_internal.h"
 #include "status.h"
 
 enum { BATCH = 16, NLAYER = 6 };
@@ -119,10 +121,22 @@ int main(int argc, char **argv) {
         for (int i = 0; i < NLAYER; i++) have_peer |= tp[i].have;
     }
 
+    const char *algo = getenv("WH_CONV_ALGO");
+    static const char *algos[] = {"auto", "direct", "gemm", "implicit"};
+    int algo_i = 0;
+    for (int i = 0; algo && i < 4; i++)
+        if (strcmp(algo, algos[i]) == 0) algo_i = i;
+    wh_conv2d_set_algo((wh_conv_algo)algo_i);
+
     const double peak = sgemm_gflops(5);
-    printf("whorl conv2d f32: %d OpenMP threads, OpenBLAS %d threads, batch %d, best of %d\n",
-           omp_get_max_threads(), openblas_get_num_threads(), BATCH, reps);
-    printf("sgemm 1536^3: %.1f GFLOPS (all threads, best of 5)\n\n", peak);
+    printf("whorl conv2d f32: %d OpenMP threads, OpenBLAS %d threads (%s kernels), batch %d, "
+           "best of %d\n",
+           omp_get_max_threads(), openblas_get_num_threads(), openblas_get_corename(), BATCH, reps);
+    printf("algorithm: %s; AVX-512 implicit GEMM %s\n", algos[algo_i],
+           wh__conv2d_x512_available() ? "available (stride-1 layers with >= 8 out and >= 16 in "
+                                         "channels*taps)"
+                                       : "not available on this CPU");
+    printf("sgemm 1536^3: %.1f GFLOPS (OpenBLAS, all threads, best of 5)\n\n", peak);
     printf("%-17s %-6s %9s %7s %6s", "layer", "op", "ms", "GF/s", "sgemm");
     if (have_peer) printf(" %10s %8s", "torch ms", "speedup");
     printf("\n");

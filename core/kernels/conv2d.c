@@ -122,6 +122,29 @@ static wh_status bwdw_direct_any_f32(const wh_conv2d_shape *s, const float *x, c
     if (wh__conv2d_fast_bwdw_ok(s)) return wh__conv2d_bwdw_fast_f32(s, x, dy, dw, dbias);
     return bwdw_direct_f32(s, x, dy, dw, dbias);
 }
+/* GEMM paths: the AVX-512 implicit GEMM where it applies, im2col + BLAS otherwise. */
+static int use_x512(const wh_conv2d_shape *s, int op) {
+    return (g_algo == WH_CONV_ALGO_AUTO || g_algo == WH_CONV_ALGO_IMPLICIT) &&
+           wh__conv2d_x512_ok(s, op);
+}
+static wh_status fwd_gemm_any_f32(const wh_conv2d_shape *s, const float *x, const float *w,
+                                  const float *bias, wh_activation act, float *y) {
+    if (use_x512(s, 0)) return wh__conv2d_fwd_x512_f32(s, x, w, bias, act, y);
+    return fwd_gemm_f32(s, x, w, bias, act, y);
+}
+static wh_status bwdin_gemm_any_f32(const wh_conv2d_shape *s, const float *dy, const float *w,
+                                    const float *bias, wh_activation act, float *dx) {
+    if (use_x512(s, 1)) return wh__conv2d_bwdin_x512_f32(s, dy, w, bias, act, dx);
+    return bwdin_gemm_f32(s, dy, w, bias, act, dx);
+}
+static wh_status bwdw_gemm_any_f32(const wh_conv2d_shape *s, const float *x, const float *dy,
+                                   float *dw, float *dbias) {
+    if (use_x512(s, 2)) return wh__conv2d_bwdw_x512_f32(s, x, dy, dw, dbias);
+    return bwdw_gemm_f32(s, x, dy, dw, dbias);
+}
+#define fwd_gemm_any_f64 fwd_gemm_f64
+#define bwdin_gemm_any_f64 bwdin_gemm_f64
+#define bwdw_gemm_any_f64 bwdw_gemm_f64
 #define fwd_direct_any_f64 fwd_direct_f64
 #define bwdin_direct_any_f64 bwdin_direct_f64
 #define bwdw_direct_any_f64 bwdw_direct_f64
@@ -206,7 +229,7 @@ static wh_status oom(wh_status st, const char *op) {
     static wh_status fwd##SFX(const wh_conv2d_shape *s, const T *x, const T *w, const T *bias,    \
                               wh_activation act, T *y) {                                           \
         if (use_direct(s)) return fwd_direct_any##SFX(s, x, w, bias, act, y);                          \
-        return fwd_gemm##SFX(s, x, w, bias, act, y);                                               \
+        return fwd_gemm_any##SFX(s, x, w, bias, act, y);                                               \
     }                                                                                              \
     wh_status wh_conv2d_forward##SFX(const wh_conv2d_shape *s, const T *x, const T *w,            \
                                      const T *bias, wh_activation act, T *y) {                    \
@@ -217,7 +240,7 @@ static wh_status oom(wh_status st, const char *op) {
     static wh_status bwdin##SFX(const wh_conv2d_shape *s, const T *dy, const T *w, const T *bias, \
                                 wh_activation act, T *dx) {                                       \
         if (use_direct(s)) return bwdin_direct_any##SFX(s, dy, w, bias, act, dx);                      \
-        return bwdin_gemm##SFX(s, dy, w, bias, act, dx);                                           \
+        return bwdin_gemm_any##SFX(s, dy, w, bias, act, dx);                                           \
     }                                                                                              \
     wh_status wh_conv2d_backward_input##SFX(const wh_conv2d_shape *s, const T *dy, const T *w,    \
                                             T *dx) {                                               \
@@ -227,7 +250,7 @@ static wh_status oom(wh_status st, const char *op) {
     static wh_status bwdw##SFX(const wh_conv2d_shape *s, const T *x, const T *dy, T *dw,          \
                                T *dbias) {                                                         \
         if (use_direct(s)) return bwdw_direct_any##SFX(s, x, dy, dw, dbias);                           \
-        return bwdw_gemm##SFX(s, x, dy, dw, dbias);                                                \
+        return bwdw_gemm_any##SFX(s, x, dy, dw, dbias);                                                \
     }                                                                                              \
     wh_status wh_conv2d_backward_weight##SFX(const wh_conv2d_shape *s, const T *x, const T *dy,   \
                                              T *dw, T *dbias) {                                    \

@@ -117,9 +117,19 @@ void wh_activation_forward_f32(wh_activation act, float *y, size_t n);
 void wh_activation_forward_f64(wh_activation act, double *y, size_t n);
 
 /* Testing/benchmark hook: which algorithm the conv2d kernels use.
- * WH_CONV_ALGO_AUTO picks per shape (direct loops when c_in*kh*kw or c_out is
- * small, im2col + GEMM otherwise).  The setting is process-global. */
-typedef enum { WH_CONV_ALGO_AUTO = 0, WH_CONV_ALGO_DIRECT = 1, WH_CONV_ALGO_GEMM = 2 } wh_conv_algo;
+ *   AUTO      per shape: DIRECT when c_out < 8 or c_in*kh*kw < 16, else
+ *             IMPLICIT where it applies, else GEMM.
+ *   DIRECT    direct loops (register-blocked for f32 where strides allow).
+ *   GEMM      im2col + BLAS sgemm/dgemm.
+ *   IMPLICIT  f32 stride-1 implicit GEMM with AVX-512 micro-kernels (CPU
+ *             checked at run time); GEMM where it does not apply.
+ * The setting is process-global. */
+typedef enum {
+    WH_CONV_ALGO_AUTO = 0,
+    WH_CONV_ALGO_DIRECT = 1,
+    WH_CONV_ALGO_GEMM = 2,
+    WH_CONV_ALGO_IMPLICIT = 3
+} wh_conv_algo;
 void wh_conv2d_set_algo(wh_conv_algo algo);
 
 /* ------------------------------------------------------------------------

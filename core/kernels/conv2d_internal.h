@@ -28,4 +28,17 @@ wh_status wh__conv2d_bwdin_fast_f32(const wh_conv2d_shape *s, const float *dy, c
 wh_status wh__conv2d_bwdw_fast_f32(const wh_conv2d_shape *s, const float *x, const float *dy,
                                    float *dw, float *dbias);
 
+/* AVX-512 implicit GEMM for stride-1 f32 convs (conv2d_x512.c), dispatched at
+ * run time.  wh__conv2d_x512_ok: the CPU has AVX-512F and the op (0 forward,
+ * 1 backward_input, 2 backward_weight) supports the shape.  Scratch slots
+ * 1-6. */
+int wh__conv2d_x512_available(void);
+int wh__conv2d_x512_ok(const wh_conv2d_shape *s, int op);
+wh_status wh__conv2d_fwd_x512_f32(const wh_conv2d_shape *s, const float *x, const float *w,
+                                  const float *bias, wh_activation act, float *y);
+wh_status wh__conv2d_bwdin_x512_f32(const wh_conv2d_shape *s, const float *dy, const float *w,
+                                    const float *bias, wh_activation act, float *dx);
+wh_status wh__conv2d_bwdw_x512_f32(const wh_conv2d_shape *s, const float *x, const float *dy,
+                                   float *dw, float *dbias);
+
 #endif

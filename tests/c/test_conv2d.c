@@ -52,22 +52,30 @@ static double *garbage_f64(size_t n) {
     return q;
 }
 
-/* max |got - ref| / (max |ref| + tiny): 0 when equal, inf/nan when broken. */
-static double relerr_d(const double *got, const double *ref, size_t n) {
+/* max |got - ref| / scale, scale = the largest |ref| or absref (the same
+ * reference computed on |inputs|: the sum of |terms| bounds the rounding
+ * error of a sum, so outputs that cancel to ~0 do not fail spuriously).
+ * 0 when equal, inf/nan when broken. */
+static double relerr_d(const double *got, const double *ref, const double *absref, size_t n) {
     double scale = 1e-30, err = 0;
-    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(ref[i]));
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fmax(fabs(ref[i]), fabs(absref[i])));
     for (size_t i = 0; i < n; i++) {
         double e = fabs(got[i] - ref[i]);
         if (!(e <= err)) err = e; /* catches NaN */
     }
     return err / scale;
 }
-static double relerr_f(const float *got, const double *ref, size_t n) {
+static double relerr_f(const float *got, const double *ref, const double *absref, size_t n) {
     double *g = malloc(sizeof(double) * (n ? n : 1));
     for (size_t i = 0; i < n; i++) g[i] = got[i];
-    double e = relerr_d(g, ref, n);
+    double e = relerr_d(g, ref, absref, n);
     free(g);
     return e;
+}
+static double *absdup(const double *p, size_t n) {
+    double *q = calloc(n ? n : 1, sizeof(double));
+    for (size_t i = 0; i < n; i++) q[i] = fabs(p[i]);
+    return q;
 }
 
 static double act_ref(wh_activation a, double v) {
@@ -180,7 +188,7 @@ static void ref_tbwd(const wh_conv_transpose2d_shape *t, const double *x, const 
 /* ------------------------------------------------------------ conv cases */
 
 static const double TOL32 = 1e-4, TOL64 = 1e-10;
-static const char *algo_name[] = {"auto", "direct", "gemm"};
+static const char *algo_name[] = {"auto", "direct", "gemm", "implicit"};
 static const char *act_name[] = {"none", "relu", "sigmoid"};
 
 static void describe(char *buf, size_t len, const wh_conv2d_shape *s) {
@@ -207,6 +215,11 @@ static void conv_case(wh_conv2d_shape s, int algo, int variant) {
     double *dw = malloc(sizeof(double) * nw), *db = malloc(sizeof(double) * s.c_out);
     float *xf = to_f32(x, nx), *wf = to_f32(w, nw), *bf = to_f32(b, s.c_out), *dyf = to_f32(dy, ny);
     ref_bwd(&s, x, w, dy, dx, dw, db);
+    double *xa = absdup(x, nx), *wa = absdup(w, nw), *ba = absdup(b, s.c_out), *dya = absdup(dy, ny);
+    double *ya = malloc(sizeof(double) * ny), *dxa = malloc(sizeof(double) * nx);
+    double *dwa = malloc(sizeof(double) * nw), *dba = malloc(sizeof(double) * s.c_out);
+    ref_bwd(&s, xa, wa, dya, dxa, dwa, dba);
+    ref_fwd(&s, xa, wa, ba, WH_ACT_NONE, ya);
 
     /* forward: every activation, bias alternating */
     for (int a = 0; a < 3; a++) {
@@ -215,11 +228,11 @@ static void conv_case(wh_conv2d_shape s, int algo, int variant) {
         float *yf = garbage_f32(ny);
         double *yd = garbage_f64(ny);
         wh_status st = wh_conv2d_forward_f32(&s, xf, wf, with_bias ? bf : NULL, a, yf);
-        double e = st == WH_OK ? relerr_f(yf, y, ny) : INFINITY;
+        double e = st == WH_OK ? relerr_f(yf, y, ya, ny) : INFINITY;
         CHECK(e <= TOL32, "conv2d forward_f32 [%s, act=%s, bias=%d] %s: err %.3g (%s)",
               algo_name[algo], act_name[a], with_bias, d, e, wh_error_message());
         st = wh_conv2d_forward_f64(&s, x, w, with_bias ? b : NULL, a, yd);
-        e = st == WH_OK ? relerr_d(yd, y, ny) : INFINITY;
+        e = st == WH_OK ? relerr_d(yd, y, ya, ny) : INFINITY;
         CHECK(e <= TOL64, "conv2d forward_f64 [%s, act=%s, bias=%d] %s: err %.3g (%s)",
               algo_name[algo], act_name[a], with_bias, d, e, wh_error_message());
         free(yf);
@@ -230,10 +243,10 @@ static void conv_case(wh_conv2d_shape s, int algo, int variant) {
         float *gf = garbage_f32(nx);
         double *gd = garbage_f64(nx);
         wh_status st = wh_conv2d_backward_input_f32(&s, dyf, wf, gf);
-        double e = st == WH_OK ? relerr_f(gf, dx, nx) : INFINITY;
+        double e = st == WH_OK ? relerr_f(gf, dx, dxa, nx) : INFINITY;
         CHECK(e <= TOL32, "conv2d backward_input_f32 [%s] %s: err %.3g", algo_name[algo], d, e);
         st = wh_conv2d_backward_input_f64(&s, dy, w, gd);
-        e = st == WH_OK ? relerr_d(gd, dx, nx) : INFINITY;
+        e = st == WH_OK ? relerr_d(gd, dx, dxa, nx) : INFINITY;
         CHECK(e <= TOL64, "conv2d backward_input_f64 [%s] %s: err %.3g", algo_name[algo], d, e);
         free(gf);
         free(gd);
@@ -243,13 +256,13 @@ static void conv_case(wh_conv2d_shape s, int algo, int variant) {
         float *gwf = garbage_f32(nw), *gbf = garbage_f32(s.c_out);
         double *gwd = garbage_f64(nw), *gbd = garbage_f64(s.c_out);
         wh_status st = wh_conv2d_backward_weight_f32(&s, xf, dyf, gwf, with_bias ? gbf : NULL);
-        double e = st == WH_OK ? relerr_f(gwf, dw, nw) : INFINITY;
-        if (with_bias && st == WH_OK) e = fmax(e, relerr_f(gbf, db, s.c_out));
+        double e = st == WH_OK ? relerr_f(gwf, dw, dwa, nw) : INFINITY;
+        if (with_bias && st == WH_OK) e = fmax(e, relerr_f(gbf, db, dba, s.c_out));
         CHECK(e <= TOL32, "conv2d backward_weight_f32 [%s, dbias=%d] %s: err %.3g",
               algo_name[algo], with_bias, d, e);
         st = wh_conv2d_backward_weight_f64(&s, x, dy, gwd, with_bias ? gbd : NULL);
-        e = st == WH_OK ? relerr_d(gwd, dw, nw) : INFINITY;
-        if (with_bias && st == WH_OK) e = fmax(e, relerr_d(gbd, db, s.c_out));
+        e = st == WH_OK ? relerr_d(gwd, dw, dwa, nw) : INFINITY;
+        if (with_bias && st == WH_OK) e = fmax(e, relerr_d(gbd, db, dba, s.c_out));
         CHECK(e <= TOL64, "conv2d backward_weight_f64 [%s, dbias=%d] %s: err %.3g",
               algo_name[algo], with_bias, d, e);
         free(gwf);
@@ -259,6 +272,7 @@ static void conv_case(wh_conv2d_shape s, int algo, int variant) {
     }
     wh_conv2d_set_algo(WH_CONV_ALGO_AUTO);
     free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db);
+    free(xa), free(wa), free(ba), free(dya), free(ya), free(dxa), free(dwa), free(dba);
     free(xf), free(wf), free(bf), free(dyf);
 }
 
@@ -284,44 +298,50 @@ static void convt_case(wh_conv_transpose2d_shape t, int algo, int variant) {
     double *dw = malloc(sizeof(double) * nw), *db = malloc(sizeof(double) * t.c_out);
     float *xf = to_f32(x, nx), *wf = to_f32(w, nw), *bf = to_f32(b, t.c_out), *dyf = to_f32(dy, ny);
     ref_tbwd(&t, x, w, dy, dx, dw, db);
+    double *xa = absdup(x, nx), *wa = absdup(w, nw), *ba = absdup(b, t.c_out), *dya = absdup(dy, ny);
+    double *ya = malloc(sizeof(double) * ny), *dxa = malloc(sizeof(double) * nx);
+    double *dwa = malloc(sizeof(double) * nw), *dba = malloc(sizeof(double) * t.c_out);
+    ref_tbwd(&t, xa, wa, dya, dxa, dwa, dba);
+    ref_tfwd(&t, xa, wa, ba, WH_ACT_NONE, ya);
 
     const int a = variant % 3, with_bias = variant % 2;
     ref_tfwd(&t, x, w, with_bias ? b : NULL, (wh_activation)a, y);
     float *yf = garbage_f32(ny);
     double *yd = garbage_f64(ny);
     wh_status st = wh_conv_transpose2d_forward_f32(&t, xf, wf, with_bias ? bf : NULL, a, yf);
-    double e = st == WH_OK ? relerr_f(yf, y, ny) : INFINITY;
+    double e = st == WH_OK ? relerr_f(yf, y, ya, ny) : INFINITY;
     CHECK(e <= TOL32, "conv_transpose2d forward_f32 [%s, act=%s, bias=%d] %s: err %.3g",
           algo_name[algo], act_name[a], with_bias, d, e);
     st = wh_conv_transpose2d_forward_f64(&t, x, w, with_bias ? b : NULL, a, yd);
-    e = st == WH_OK ? relerr_d(yd, y, ny) : INFINITY;
+    e = st == WH_OK ? relerr_d(yd, y, ya, ny) : INFINITY;
     CHECK(e <= TOL64, "conv_transpose2d forward_f64 [%s, act=%s, bias=%d] %s: err %.3g",
           algo_name[algo], act_name[a], with_bias, d, e);
 
     float *gf = garbage_f32(nx);
     double *gd = garbage_f64(nx);
     st = wh_conv_transpose2d_backward_input_f32(&t, dyf, wf, gf);
-    e = st == WH_OK ? relerr_f(gf, dx, nx) : INFINITY;
+    e = st == WH_OK ? relerr_f(gf, dx, dxa, nx) : INFINITY;
     CHECK(e <= TOL32, "conv_transpose2d backward_input_f32 [%s] %s: err %.3g", algo_name[algo], d, e);
     st = wh_conv_transpose2d_backward_input_f64(&t, dy, w, gd);
-    e = st == WH_OK ? relerr_d(gd, dx, nx) : INFINITY;
+    e = st == WH_OK ? relerr_d(gd, dx, dxa, nx) : INFINITY;
     CHECK(e <= TOL64, "conv_transpose2d backward_input_f64 [%s] %s: err %.3g", algo_name[algo], d, e);
 
     float *gwf = garbage_f32(nw), *gbf = garbage_f32(t.c_out);
     double *gwd = garbage_f64(nw), *gbd = garbage_f64(t.c_out);
     st = wh_conv_transpose2d_backward_weight_f32(&t, xf, dyf, gwf, with_bias ? gbf : NULL);
-    e = st == WH_OK ? relerr_f(gwf, dw, nw) : INFINITY;
-    if (with_bias && st == WH_OK) e = fmax(e, relerr_f(gbf, db, t.c_out));
+    e = st == WH_OK ? relerr_f(gwf, dw, dwa, nw) : INFINITY;
+    if (with_bias && st == WH_OK) e = fmax(e, relerr_f(gbf, db, dba, t.c_out));
     CHECK(e <= TOL32, "conv_transpose2d backward_weight_f32 [%s, dbias=%d] %s: err %.3g",
           algo_name[algo], with_bias, d, e);
     st = wh_conv_transpose2d_backward_weight_f64(&t, x, dy, gwd, with_bias ? gbd : NULL);
-    e = st == WH_OK ? relerr_d(gwd, dw, nw) : INFINITY;
-    if (with_bias && st == WH_OK) e = fmax(e, relerr_d(gbd, db, t.c_out));
+    e = st == WH_OK ? relerr_d(gwd, dw, dwa, nw) : INFINITY;
+    if (with_bias && st == WH_OK) e = fmax(e, relerr_d(gbd, db, dba, t.c_out));
     CHECK(e <= TOL64, "conv_transpose2d backward_weight_f64 [%s, dbias=%d] %s: err %.3g",
           algo_name[algo], with_bias, d, e);
 
     wh_conv2d_set_algo(WH_CONV_ALGO_AUTO);
     free(yf), free(yd), free(gf), free(gd), free(gwf), free(gbf), free(gwd), free(gbd);
+    free(xa), free(wa), free(ba), free(dya), free(ya), free(dxa), free(dwa), free(dba);
     free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db);
     free(xf), free(wf), free(bf), free(dyf);
 }
@@ -465,7 +485,7 @@ int main(void) {
                             .dil_h = dil, .dil_w = rep ? 3 - dil : dil};
                         wh_conv2d_shape probe = s;
                         if (wh_conv2d_shape_init(&probe) != WH_OK) continue; /* kernel too big */
-                        for (int algo = 0; algo < 3; algo++) conv_case(s, algo, idx + algo);
+                        for (int algo = 0; algo < 4; algo++) conv_case(s, algo, idx + algo);
 
                         /* the transposed conv with the same parameters */
                         wh_conv_transpose2d_shape t = {
@@ -477,7 +497,7 @@ int main(void) {
                             .out_pad_w = (idx % 3) ? (s.stride_w > s.dil_w ? s.stride_w : s.dil_w) - 1 : 0};
                         wh_conv_transpose2d_shape tp = t;
                         if (wh_conv_transpose2d_shape_init(&tp) != WH_OK) continue;
-                        for (int algo = 0; algo < 3; algo++) convt_case(t, algo, idx + algo);
+                        for (int algo = 0; algo < 4; algo++) convt_case(t, algo, idx + algo);
                     }
                 }
 
@@ -493,6 +513,9 @@ int main(void) {
         {1, 32, 40, 36, 16, 3, 3, 1, 1, 1, 1, 1, 1},  /* batch 1: blocks split the image */
         {3, 9, 15, 13, 10, 5, 5, 2, 1, 2, 1, 1, 2},
         {2, 10, 14, 17, 11, 3, 2, 3, 2, 0, 2, 2, 1},
+        {3, 5, 17, 23, 40, 3, 3, 1, 1, 1, 1, 1, 1},   /* c_out, c_in*9 off the tile sizes */
+        {2, 7, 9, 50, 20, 3, 2, 1, 1, 2, 0, 2, 1},    /* dilated, rectangular, wide */
+        {2, 8, 10, 10, 16, 3, 3, 1, 1, 3, 3, 1, 1},   /* pad > dil*(k-1) */
         {16, 1, 24, 20, 32, 3, 3, 1, 1, 1, 1, 1, 1},  /* like the seed's first layer */
         {16, 8, 24, 20, 1, 3, 3, 1, 1, 1, 1, 1, 1},   /* like the seed's last layer */
     };
@@ -500,7 +523,7 @@ int main(void) {
         const int *v = big[i];
         wh_conv2d_shape s = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
                              v[11], v[12], 0, 0};
-        for (int algo = 0; algo < 3; algo++) conv_case(s, algo, (int)i + algo);
+        for (int algo = 0; algo < 4; algo++) conv_case(s, algo, (int)i + algo);
         wh_conv_transpose2d_shape t = {.n = v[0], .c_in = v[4], .h_in = v[2] / 2 + 1,
                                        .w_in = v[3] / 2 + 1, .c_out = v[1], .kh = v[5], .kw = v[6],
                                        .stride_h = v[7], .stride_w = v[8], .pad_h = v[9],
@@ -508,7 +531,7 @@ int main(void) {
                                        .out_pad_h = v[7] - 1, .out_pad_w = 0};
         wh_conv_transpose2d_shape tp = t;
         if (wh_conv_transpose2d_shape_init(&tp) == WH_OK)
-            for (int algo = 0; algo < 3; algo++) convt_case(t, algo, (int)i + algo);
+            for (int algo = 0; algo < 4; algo++) convt_case(t, algo, (int)i + algo);
     }
 
     printf("%d passed, %d failed\n", passed, failed);
