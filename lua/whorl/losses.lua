@@ -104,7 +104,8 @@ local function ssim_settings(opts, where)
     opts = check_options(where, opts, { "window", "sigma", "data_range", "k1", "k2" })
     local s = {}
     for k, v in pairs(SSIM_DEFAULTS) do s[k] = opts[k] == nil and v or opts[k] end
-    if math.type(s.window) ~= "integer" or s.window < 1 or s.window % 2 == 0 then
+    s.window = math.tointeger(s.window) -- configs read back from JSON hold 11.0
+    if not s.window or s.window < 1 or s.window % 2 == 0 then
         error(where .. ": window must be an odd positive integer", 3)
     end
     for _, k in ipairs({ "sigma", "data_range", "k1", "k2" }) do

@@ -315,8 +315,8 @@ local Concat = define("Concat", Module, { keras_type = "Concatenate", builtin = 
 
 function Concat:__init(...)
     local o = base.options("Concat", { "dim" }, { "dim" }, ...)
-    local d = o.dim or 2
-    if math.type(d) ~= "integer" or d == 0 then
+    local d = math.tointeger(o.dim or 2)
+    if not d or d == 0 then
         error("Concat: dim must be a non-zero integer (1-based, negative from the end)", 0)
     end
     self.dim = d
