@@ -150,6 +150,7 @@ static wh_status segment(const float *img, int64_t h, int64_t w, const wh_segmen
 
 static wh_status segment_image(const wh_tensor *g, const wh_segment_opts *o, unsigned char **fg,
                                int64_t *brows, int64_t *bcols, wh_box *box) {
+    *fg = NULL;
     WH_TRY(check_segment(o));
     int64_t h = g->shape[0], w = g->shape[1];
     *brows = (h + o->block - 1) / o->block, *bcols = (w + o->block - 1) / o->block;
@@ -174,7 +175,7 @@ wh_status wh_image_foreground(const wh_tensor *img, const wh_segment_opts *o, wh
         for (int64_t y = 0; y < h; y++)
             for (int64_t x = 0; x < w; x++) m[y * w + x] = fg[(y / o->block) * bcols + x / o->block];
     }
-    if (fg) free(fg);
+    free(fg);
     wh_tensor_release(g);
     return st;
 }
@@ -232,7 +233,7 @@ static void free_axis(axis_weights *a) { free(a->first), free(a->count), free(a-
 
 static wh_status make_axis(int64_t in, int64_t out, axis_weights *a) {
     double scale = (double)in / (double)out;
-    a->maxc = out < in ? (int)ceil(scale) + 1 : 2;
+    a->maxc = out < in ? (int)ceil(scale) + 2 : 2; /* +2: the run may straddle two partial pixels */
     a->first = malloc(sizeof *a->first * (size_t)out);
     a->count = malloc(sizeof *a->count * (size_t)out);
     a->weight = calloc((size_t)out * (size_t)a->maxc, sizeof *a->weight);

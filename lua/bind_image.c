@@ -120,6 +120,7 @@ static wh_tensor *grey_arg(lua_State *L, int idx) {
 }
 
 static int l_to_grey(lua_State *L) {
+    lua_settop(L, 1); /* grey_arg pushes above the arguments */
     grey_arg(L, 1);
     return 1;
 }
@@ -145,6 +146,7 @@ static void push_box(lua_State *L, const wh_box *b) {
 }
 
 static int l_foreground(lua_State *L) {
+    lua_settop(L, 2); /* grey_arg pushes above the arguments */
     wh_tensor *g = grey_arg(L, 1);
     check_opts(L, 2);
     wh_segment_opts o;
@@ -158,6 +160,7 @@ static int l_foreground(lua_State *L) {
 }
 
 static int l_crop(lua_State *L) {
+    lua_settop(L, 2); /* grey_arg pushes above the arguments */
     wh_tensor *g = grey_arg(L, 1);
     check_opts(L, 2);
     wh_segment_opts o;
@@ -178,6 +181,7 @@ static int64_t check_side(lua_State *L, int idx, const char *what) {
 }
 
 static int l_resize(lua_State *L) {
+    lua_settop(L, 3); /* grey_arg pushes above the arguments */
     wh_tensor *g = grey_arg(L, 1);
     int64_t h = check_side(L, 2, "height"), w = check_side(L, 3, "width");
     wh_tensor *out = NULL;
@@ -200,6 +204,7 @@ static void check_size_arg(lua_State *L, int idx, int64_t *h, int64_t *w) {
 }
 
 static int l_fit(lua_State *L) {
+    lua_settop(L, 3); /* grey_arg pushes above the arguments */
     wh_tensor *g = grey_arg(L, 1);
     int64_t h, w;
     check_size_arg(L, 2, &h, &w);
@@ -211,6 +216,7 @@ static int l_fit(lua_State *L) {
 }
 
 static int l_background(lua_State *L) {
+    lua_settop(L, 1); /* grey_arg pushes above the arguments */
     wh_tensor *g = grey_arg(L, 1);
     double v;
     whl_check(L, wh_image_background(g, &v));
@@ -219,6 +225,7 @@ static int l_background(lua_State *L) {
 }
 
 static int l_equalize(lua_State *L) {
+    lua_settop(L, 2); /* grey_arg pushes above the arguments */
     wh_tensor *g = grey_arg(L, 1);
     check_opts(L, 2);
     int bins = (int)whl_opt_field_integer(L, 2, "bins", 256);
@@ -237,6 +244,7 @@ static void opt_clahe(lua_State *L, int idx, wh_clahe_opts *o) {
 }
 
 static int l_clahe(lua_State *L) {
+    lua_settop(L, 2); /* grey_arg pushes above the arguments */
     wh_tensor *g = grey_arg(L, 1);
     check_opts(L, 2);
     wh_clahe_opts o;
@@ -247,6 +255,7 @@ static int l_clahe(lua_State *L) {
 }
 
 static int l_resample_dpi(lua_State *L) {
+    lua_settop(L, 3); /* grey_arg pushes above the arguments */
     wh_tensor *g = grey_arg(L, 1);
     double from = luaL_checknumber(L, 2), to = luaL_checknumber(L, 3);
     wh_tensor *out = NULL;
@@ -290,6 +299,7 @@ void whl_opt_preprocess(lua_State *L, int idx, wh_preprocess_opts *o) {
 }
 
 static int l_preprocess(lua_State *L) {
+    lua_settop(L, 2); /* grey_arg pushes above the arguments */
     wh_tensor *g = grey_arg(L, 1);
     wh_preprocess_opts o;
     whl_opt_preprocess(L, 2, &o);
