@@ -343,6 +343,23 @@ describe("configs", function()
         assert.are.equal(0, max_diff(unet(x), copy(x)))
     end)
 
+    it("let a class that takes modules describe itself (config/from_config)", function()
+        local Residual = nn.Module:extend("Residual")
+        function Residual:__init(block) self.block = block end
+        function Residual:forward(x) return self.block(x) + x end
+        function Residual:config()
+            return { type = "Residual", name = self.name, block = self.block:config() }
+        end
+        function Residual.from_config(cfg, build) return Residual(build(cfg.block, "block")) end
+        local r = Residual(nn.Conv2d(2, 2, 3, { padding = "same" }))
+        local copy = nn.from_config(cjson.decode(cjson.encode(r:config())))
+        assert.are.equal(r.name, copy.name)
+        assert.are.equal(r.block.name, copy.block.name)
+        copy:load_state_dict(r:state_dict())
+        local x = whorl.rand({ 1, 2, 5, 5 })
+        assert.are.equal(0, max_diff(r(x), copy(x)))
+    end)
+
     it("leave the global generator alone and explain unknown types", function()
         local cfg = nn.Sequential{ nn.Conv2d(1, 4, 3) }:config()
         local state = whorl.get_rng_state()

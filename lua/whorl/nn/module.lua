@@ -9,7 +9,11 @@
 --
 -- Every class is registered under its type name, so nn.from_config can
 -- rebuild a model from the plain data config() returns, without the script
--- that first built it.
+-- that first built it.  By default a user class is rebuilt by calling its
+-- constructor with the (plain data) arguments it was made with; a class
+-- whose constructor takes modules defines config() and
+-- Class.from_config(cfg, build), where build(child_cfg, label) rebuilds a
+-- child (see tests/nn_spec.lua, "Residual").
 local whorl = require "whorl"
 
 local M = {}
