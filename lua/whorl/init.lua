@@ -44,4 +44,7 @@ end
 
 whorl.version = "0.1.0"
 
+-- Datasets (lua/whorl/data.lua); whorl.image comes from the C module.
+whorl.data = require "whorl.data"
+
 return whorl
