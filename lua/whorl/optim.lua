@@ -48,14 +48,28 @@ local function zeros_like(p)
     return whorl.zeros(p:size(), p:dtype())
 end
 
-local function slot(self, name, i, p)
-    local s = self.slots[name]
-    local t = s[i]
-    if not t then
-        t = zeros_like(p)
-        s[i] = t
-    end
+-- The core's elementwise loops walk a tensor row by row along its last
+-- dimension, so a (128, 128, 3, 3) kernel is 147,456 rows of 3: updates
+-- run on flat (1-d) views of the contiguous parameters, gradients and
+-- slots instead, one row each.  Made under no_grad, the views record
+-- nothing.
+local function flat(t)
+    if t:is_contiguous() then return t:view(-1) end
     return t
+end
+
+-- The flat view of slot `name` of parameter i (the slot itself keeps the
+-- parameter's shape, which is what state_dict shows).
+local function slot(self, name, i)
+    local views = self._flat_slots[name]
+    local v = views[i]
+    if not v then
+        local t = zeros_like(self.params[i])
+        self.slots[name][i] = t
+        v = flat(t)
+        views[i] = v
+    end
+    return v
 end
 
 -- Scratch tensor i (not state: rebuilt on demand, never serialised).
@@ -136,7 +150,15 @@ local function new(kind, params, opts)
         if self[k] then n = n + 1 end
     end
     if n > 1 then error(kind .. ": give only one of clipnorm, global_clipnorm and clipvalue", 3) end
-    for _, name in ipairs(spec.slots(self)) do self.slots[name] = {} end
+    self._flat_slots = {}
+    for _, name in ipairs(spec.slots(self)) do
+        self.slots[name], self._flat_slots[name] = {}, {}
+    end
+    self._flat_params = whorl.no_grad(function()
+        local views = {}
+        for i, p in ipairs(self.params) do views[i] = flat(p) end
+        return views
+    end)
     return self
 end
 
@@ -191,9 +213,12 @@ local function clip(self, grads, n)
 end
 
 local function step_body(self, lr)
-    local params, n = self.params, #self.params
+    local params, n = self._flat_params, #self.params
     local grads = {}
-    for i = 1, n do grads[i] = params[i].grad end
+    for i = 1, n do
+        local g = self.params[i].grad
+        grads[i] = g and flat(g)
+    end
     clip(self, grads, n)
     local wd = self.weight_decay
     local update = kinds[self.kind].update
@@ -227,7 +252,7 @@ kinds.SGD = {
             p:add_(g, -lr)
             return
         end
-        local m = slot(self, "momentum", i, p)
+        local m = slot(self, "momentum", i)
         m:mul_(mom):add_(g, -lr)
         if self.nesterov then p:add_(m, mom):add_(g, -lr) else p:add_(m) end
     end,
@@ -244,17 +269,17 @@ kinds.RMSprop = {
     end,
     update = function(self, i, p, g, lr)
         local rho = self.rho
-        local v = slot(self, "velocity", i, p)
+        local v = slot(self, "velocity", i)
         v:mul_(rho):addcmul_(g, g, 1 - rho)
         local d = scratch(self, i, p):copy_(v)
         if self.centered then
-            local a = slot(self, "average_gradient", i, p)
+            local a = slot(self, "average_gradient", i)
             a:mul_(rho):add_(g, 1 - rho)
             d:addcmul_(a, a, -1)
         end
         d:add_(self.epsilon):sqrt_()
         if self.momentum > 0 then
-            local m = slot(self, "momentum", i, p)
+            local m = slot(self, "momentum", i)
             m:mul_(self.momentum):addcdiv_(g, d, lr)
             p:sub_(m)
         else
@@ -267,12 +292,12 @@ local function adam_update(self, i, p, g, lr)
     local b1, b2 = self.beta_1, self.beta_2
     local t = self.iterations + 1
     local alpha = lr * math.sqrt(1 - b2 ^ t) / (1 - b1 ^ t)
-    local m = slot(self, "momentum", i, p)
-    local v = slot(self, "velocity", i, p)
+    local m = slot(self, "momentum", i)
+    local v = slot(self, "velocity", i)
     m:mul_(b1):add_(g, 1 - b1)
     v:mul_(b2):addcmul_(g, g, 1 - b2)
     if self.amsgrad then
-        local vh = slot(self, "velocity_hat", i, p)
+        local vh = slot(self, "velocity_hat", i)
         vh:copy_(whorl.maximum(vh, v))
         v = vh
     end
@@ -370,11 +395,10 @@ function Optimizer:load_state_dict(sd)
     end
     self.iterations = math.tointeger(it)
     if sd.lr ~= nil and type(self.lr) == "number" then self.lr = sd.lr end
-    for name in pairs(self.slots) do self.slots[name] = {} end
+    for name in pairs(self.slots) do self.slots[name], self._flat_slots[name] = {}, {} end
     whorl.no_grad(function()
         for _, c in ipairs(copies) do
-            local p = self.params[c[2]]
-            self.slots[c[1]][c[2]] = zeros_like(p):copy_(c[3])
+            slot(self, c[1], c[2]):copy_(flat(c[3]:contiguous()))
         end
     end)
 end
