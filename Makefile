@@ -3,6 +3,7 @@
 #   make test       install missing Debian packages, build, run C tests and busted specs
 #   make test-sanitize  the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      CPU benchmarks (installs Debian's python3-torch for the peer figures)
+#   make bench-cuda time a training step of the seed model on the GPU (batch 128, 224x224)
 #   make install    install the Lua package and module (PREFIX=/usr/local)
 #   CUDA=auto|0     build the GPU backend when nvcc is found (default auto)
 
@@ -43,12 +44,43 @@ LIB     := $(BUILD)/libwhorl.a
 SOLIB   := $(BUILD)/libwhorl.so
 LUAMOD  := $(BUILD)/whorl/core.so
 
+# ---- the CUDA backend: build/libwhorl_cuda.so, opened at run time by
+# whorl.cuda (dlopen), so nothing else links CUDA.  CUDA=auto builds it when
+# nvcc is found (not in the sanitizer build: the library is not
+# instrumented anyway), CUDA=1 insists, CUDA=0 skips it.
+CUDA_HOME  ?= /usr/local/cuda
+NVCC       ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard $(CUDA_HOME)/bin/nvcc))
+CUDA_ARCHS ?= 80 90
+ifeq ($(CUDA),auto)
+CUDA_ON := $(if $(and $(NVCC),$(if $(SANITIZE),,1)),1,0)
+else ifeq ($(CUDA),0)
+CUDA_ON := 0
+else
+CUDA_ON := 1
+endif
+CUDA_LIB    := $(BUILD)/libwhorl_cuda.so
+CUDA_C_SRC  := $(wildcard cuda/*.c)
+CUDA_CU_SRC := $(wildcard cuda/*.cu)
+CUDA_OBJ    := $(CUDA_C_SRC:%.c=$(BUILD)/%.o) $(CUDA_CU_SRC:%.cu=$(BUILD)/%.cu.o)
+CUDA_HDRS   := $(wildcard cuda/*.h cuda/*.cuh core/*.h core/kernels/*.h)
+CUDA_CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -O2 -g -Wall -Wextra -Wno-unused-parameter \
+               -Icore -I$(CUDA_HOME)/include
+# SASS for each listed architecture (sm_80's also runs on sm_86/sm_89 such
+# as the L40S), plus PTX of the newest for GPUs after it.
+CUDA_LAST   := $(lastword $(CUDA_ARCHS))
+NVCC_FLAGS  := -std=c++17 -O3 -Xcompiler -fPIC -Icore -Icuda \
+               $(foreach a,$(filter-out $(CUDA_LAST),$(CUDA_ARCHS)),-gencode arch=compute_$(a),code=sm_$(a)) \
+               -gencode arch=compute_$(CUDA_LAST),code=[sm_$(CUDA_LAST),compute_$(CUDA_LAST)]
+CUDA_LDLIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart \
+               -lstdc++ -lpthread -lm
+CUDA_TARGETS := $(if $(filter 1,$(CUDA_ON)),$(CUDA_LIB))
+
 LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;models/?.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 BUSTED  := busted --lua=lua$(LUA_VER)
 
-.PHONY: all deps deps-test test test-c test-lua test-sanitize bench install clean
+.PHONY: all deps deps-test test test-c test-lua test-sanitize bench bench-cuda install clean
 
-all: $(LIB) $(SOLIB) $(LUAMOD) $(CTEST_BIN)
+all: $(LIB) $(SOLIB) $(LUAMOD) $(CTEST_BIN) $(CUDA_TARGETS)
 
 deps:
 	@tools/deps.sh build
@@ -70,6 +102,20 @@ $(LUAMOD): $(LUA_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -o $@ $(LUA_OBJ) $(LIB) $(LDLIBS)
 
+$(BUILD)/cuda/%.o: cuda/%.c $(CUDA_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CUDA_CFLAGS) -c $< -o $@
+
+$(BUILD)/cuda/%.cu.o: cuda/%.cu $(CUDA_HDRS)
+	@test -n "$(NVCC)" || { echo "CUDA=1 but nvcc was not found (set NVCC or CUDA_HOME)"; exit 1; }
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+
+# -z defs: every symbol resolves at link time (the core is reached only
+# through the table it hands over), so a missing one fails here, not at dlopen.
+$(CUDA_LIB): $(CUDA_OBJ)
+	$(CC) -shared -o $@ $^ $(CUDA_LDLIBS) -Wl,-z,defs
+
 $(BUILD)/tests/%: tests/c/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDLIBS)
@@ -89,6 +135,15 @@ test-sanitize: deps-test
 	@$(MAKE) --no-print-directory BUILD=build-san SANITIZE=1 all
 	@BUILD=build-san SANITIZE=1 tools/run_tests.sh
 
+# Needs no CUDA to build (it loads the library like whorl.cuda does); on a
+# machine without a GPU it says so and exits 0.
+$(BUILD)/bench/cuda_train_step: cuda/bench/train_step.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDLIBS)
+
+bench-cuda: all $(BUILD)/bench/cuda_train_step
+	@$(BUILD)/bench/cuda_train_step
+
 bench: deps
 	@tools/deps.sh bench
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
@@ -102,7 +157,7 @@ install: all
 	install -m 755 $(LUAMOD) $(DESTDIR)$(LUA_LIBDIR)/whorl/core.so
 	cp -r lua/whorl/. $(DESTDIR)$(LUA_SHAREDIR)/whorl/
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/whorl
-	install -m 644 $(LIB) $(SOLIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(LIB) $(SOLIB) $(CUDA_TARGETS) $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 core/*.h $(DESTDIR)$(PREFIX)/include/whorl/
 
 clean:

@@ -120,8 +120,10 @@ typedef struct wh_backend {
 
     /* ---- linear algebra (ops_linalg.c) --------------------------------------------------- */
     /* Row-major C (m x n, leading dim ldc) = op(A) @ op(B) + beta*C, like
-     * cblas_?gemm with CblasRowMajor and alpha 1; pointers to device memory. */
-    wh_status (*gemm)(wh_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+     * cblas_?gemm with CblasRowMajor and alpha 1; pointers to memory of
+     * device number `device`. */
+    wh_status (*gemm)(int device, wh_dtype dt, bool trans_a, bool trans_b, int64_t m, int64_t n,
+                      int64_t k,
                       const void *a, int64_t lda, const void *b, int64_t ldb, double beta,
                       void *c, int64_t ldc);
 

@@ -77,9 +77,10 @@ static wh_status gemm2d(const char *op, wh_tensor *A, wh_tensor *B, wh_tensor *C
     }
     const wh_backend *be = wh_backend_of(C);
     if (be)
-        return be->gemm(A->dtype, la.trans == CblasTrans, lb.trans == CblasTrans, m, n, k,
-                        wh_tensor_data(A), la.ld, wh_tensor_data(B), lb.ld, accumulate ? 1.0 : 0.0,
-                        wh_tensor_data(C), lc.ld);
+        return be->gemm(wh_tensor_device(C).index, A->dtype, la.trans == CblasTrans,
+                        lb.trans == CblasTrans, m, n, k, wh_tensor_data(A), la.ld,
+                        wh_tensor_data(B), lb.ld, accumulate ? 1.0 : 0.0, wh_tensor_data(C),
+                        lc.ld);
     if (A->dtype == WH_FLOAT32)
         cblas_sgemm(CblasRowMajor, la.trans, lb.trans, (blasint)m, (blasint)n, (blasint)k, 1.0f,
                     wh_tensor_data(A), (blasint)la.ld, wh_tensor_data(B), (blasint)lb.ld,

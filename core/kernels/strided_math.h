@@ -107,13 +107,38 @@ WH_HD static inline void wh_strided_coalesce(wh_strided_loop *l) {
  * A reduction of a contiguous tensor over the dims in `mask` splits its
  * dims into kept ones (which index the output, row-major) and reduced
  * ones: input element = kept offset of the output cell + reduced offset of
- * the step, both walked with wh_strided_offset. */
+ * the step, both walked with wh_strided_offset.  Each group is coalesced;
+ * the reduced steps stay in row-major order, i.e. increasing position. */
 typedef struct {
     int kept_ndim, red_ndim; /* >= 1 each (a [1] dim when empty) */
     int64_t kept_shape[WH_IDX_MAX_DIMS], kept_stride[WH_IDX_MAX_DIMS];
     int64_t red_shape[WH_IDX_MAX_DIMS], red_stride[WH_IDX_MAX_DIMS];
     int64_t outputs, count; /* output cells, reduced elements per cell */
 } wh_reduce_layout;
+
+/* Merges neighbouring dims of one stride set that are walked as one
+ * (stride[d-1] == stride[d] * shape[d]) and drops size-1 dims; an empty
+ * result is one dim of size 1. */
+WH_HD static inline void wh_coalesce_dims(int *ndim, int64_t *shape, int64_t *stride) {
+    int n = 0;
+    for (int d = 0; d < *ndim; d++) {
+        if (shape[d] == 1) continue;
+        if (n > 0 && stride[n - 1] == stride[d] * shape[d]) {
+            shape[n - 1] *= shape[d];
+            stride[n - 1] = stride[d];
+        } else {
+            shape[n] = shape[d];
+            stride[n] = stride[d];
+            n++;
+        }
+    }
+    if (n == 0) {
+        shape[0] = 1;
+        stride[0] = 0;
+        n = 1;
+    }
+    *ndim = n;
+}
 
 WH_HD static inline void wh_reduce_layout_init(wh_reduce_layout *r, int ndim,
                                                const int64_t *shape, const int64_t *stride,
@@ -131,16 +156,8 @@ WH_HD static inline void wh_reduce_layout_init(wh_reduce_layout *r, int ndim,
             r->outputs *= shape[d];
         }
     }
-    if (r->kept_ndim == 0) {
-        r->kept_shape[0] = 1;
-        r->kept_stride[0] = 0;
-        r->kept_ndim = 1;
-    }
-    if (r->red_ndim == 0) {
-        r->red_shape[0] = 1;
-        r->red_stride[0] = 0;
-        r->red_ndim = 1;
-    }
+    wh_coalesce_dims(&r->kept_ndim, r->kept_shape, r->kept_stride);
+    wh_coalesce_dims(&r->red_ndim, r->red_shape, r->red_stride);
 }
 
 /* Whether candidate (v, i) replaces the current best (best, bi) of a max
