@@ -229,8 +229,9 @@ describe("names, parameters and lookup", function()
         model:to("float64")
         for _, e in ipairs(model:named_state()) do assert.are.equal("float64", e[2]:dtype()) end
         assert.is_true(model:parameters()[1].requires_grad)
+        assert.are.equal("float64", model:config().layers[1].args[1].dtype)
         assert.are.equal(model, model:to("cpu"))
-        raises(function() model:to("cuda") end, "unknown device or dtype 'cuda'", "GPU backend")
+        raises(function() model:to("cuda") end, "cannot move", "to 'cuda'", "GPU backend")
     end)
 end)
 

@@ -43,9 +43,9 @@ local COMMON = { lr = true, weight_decay = true, clipnorm = true, global_clipnor
 
 local kinds = {}
 
--- A zero tensor like p, its own storage.
+-- A zero tensor like p (shape, dtype and device), its own storage.
 local function zeros_like(p)
-    return whorl.zeros(p:size(), p:dtype())
+    return p:detach():clone():zero_()
 end
 
 -- The core's elementwise loops walk a tensor row by row along its last

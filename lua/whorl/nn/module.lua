@@ -450,39 +450,57 @@ end
 
 local DTYPES = { float32 = "float32", float = "float32", float64 = "float64", double = "float64" }
 
--- Moves or converts every parameter and buffer.  "cpu" is the only device
--- today; a dtype name converts in place of the old tensors (build the
--- optimizer afterwards, as in PyTorch).
-function Module:to(target)
-    if target == "cpu" then
-        for _, t in ipairs(self:parameters()) do
-            if t.device ~= "cpu" then
-                error(string.format("to: a parameter lives on %s; moving back to the cpu needs " ..
-                    "the GPU backend", t.device), 2)
-            end
-        end
-        return self
-    end
-    local dtype = DTYPES[target]
-    if not dtype then
-        error(string.format("to: unknown device or dtype %s (devices: 'cpu'; a GPU device needs " ..
-            "whorl's GPU backend, which this build lacks; dtypes: float32, float64)",
-            type(target) == "string" and string.format("'%s'", target) or type(target)), 2)
-    end
+-- Replaces every parameter and buffer by convert(t) (under no_grad),
+-- keeping requires_grad; layers that record a dtype for their config get
+-- the new one.
+local function convert_all(self, convert, dtype)
     whorl.no_grad(function()
         for _, m in ipairs(self:modules()) do
             for _, kind in ipairs({ "_param_names", "_buffer_names" }) do
                 for _, n in ipairs(m[kind]) do
                     local t = rawget(m, n)
-                    if t and t:dtype() ~= dtype then
-                        local c = t:to(dtype):detach()
-                        if kind == "_param_names" and t.requires_grad then c.requires_grad = true end
-                        rawset(m, n, c)
+                    if t then
+                        local c = convert(t):detach()
+                        if c ~= t then
+                            if kind == "_param_names" and t.requires_grad then
+                                c.requires_grad = true
+                            end
+                            rawset(m, n, c)
+                        end
                     end
                 end
             end
+            if dtype and type(rawget(m, "dtype")) == "string" then rawset(m, "dtype", dtype) end
         end
     end)
+end
+
+-- Converts every parameter and buffer to a dtype ("float32", "float64"),
+-- or moves it to a device.  New tensors replace the old ones: build the
+-- optimizer afterwards, as in PyTorch.  "cpu" is the device of this build;
+-- another one is handed to the tensors' own t:to(device), which errors
+-- until a GPU backend provides it.
+function Module:to(target)
+    local dtype = DTYPES[target]
+    if dtype then
+        convert_all(self, function(t)
+            if t:dtype() == dtype then return t end
+            return t:to(dtype)
+        end, dtype)
+        return self
+    end
+    if type(target) ~= "string" then
+        error("to: expected a device ('cpu') or a dtype (float32, float64), got " .. type(target), 2)
+    end
+    local all_there = true
+    for _, e in ipairs(self:named_state()) do all_there = all_there and e[2].device == target end
+    if all_there then return self end
+    local ok, err = pcall(convert_all, self, function(t) return t:to(target) end)
+    if not ok then
+        error(string.format("to: cannot move %s to '%s' (devices: 'cpu'; a GPU device needs " ..
+            "whorl's GPU backend; dtypes: float32, float64): %s", tostring(self), target,
+            tostring(err)), 2)
+    end
     return self
 end
 
