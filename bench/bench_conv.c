@@ -5,8 +5,9 @@
  *
  * Prints the machine's sgemm GFLOPS, then per layer forward (with bias and
  * the layer's activation), backward_input and backward_weight (+ dbias): best
- * time of WH_BENCH_REPS (default 3) after a warm-up, GFLOPS
- * (2*N*Cout*Cin*KH*KW*Hout*Wout per op) and the fraction of sgemm.  With a
+ * time of WH_BENCH_REPS (default 5) after a warm-up, GFLOPS
+ * (2*N*Cout*Cin*KH*KW*Hout*Wout per op) and the fraction of sgemm.  The
+ * repetitions are interleaved over the layers and ops.  With a
  * file of lines from bench/peer_torch_conv.py
  *   torch layer=L1 fwd_ms=... bwd_in_ms=... bwd_w_ms=...
  * it also prints torch's times and the speedup torch_ms / whorl_ms (> 1:
@@ -57,19 +58,12 @@ static float *alloc_rand(size_t n, float scale, unsigned seed) {
     return p;
 }
 
-static double sgemm_gflops(int reps) {
+/* One 1536^3 sgemm on all threads; returns GFLOPS. */
+static double sgemm_once(const float *a, const float *b, float *c) {
     const int n = 1536;
-    float *a = alloc_rand((size_t)n * n, 1, 1), *b = alloc_rand((size_t)n * n, 1, 2);
-    float *c = alloc_rand((size_t)n * n, 1, 3);
-    double best = 1e30;
-    for (int r = 0; r <= reps; r++) {
-        double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        double t = now() - t0;
-        if (r > 0 && t < best) best = t;
-    }
-    free(a), free(b), free(c);
-    return 2.0 * n * n * (double)n / best / 1e9;
+    double t0 = now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    return 2.0 * n * n * (double)n / (now() - t0) / 1e9;
 }
 
 typedef struct {
@@ -95,25 +89,9 @@ static void read_peer(const char *path, peer *p) {
     fclose(f);
 }
 
-#define TIME_BEST(out, reps, stmt)                                                              \
-    do {                                                                                        \
-        double best_ = 1e30;                                                                    \
-        for (int r_ = 0; r_ <= (reps); r_++) {                                                  \
-            double t0_ = now();                                                                 \
-            wh_status st_ = (stmt);                                                             \
-            double t_ = now() - t0_;                                                            \
-            if (st_ != WH_OK) {                                                                 \
-                fprintf(stderr, "bench_conv: %s\n", wh_error_message());                        \
-                exit(1);                                                                        \
-            }                                                                                   \
-            if (r_ > 0 && t_ < best_) best_ = t_;                                               \
-        }                                                                                       \
-        (out) = best_ * 1e3;                                                                    \
-    } while (0)
-
 int main(int argc, char **argv) {
     const char *e = getenv("WH_BENCH_REPS");
-    const int reps = e ? atoi(e) : 3;
+    const int reps = e ? atoi(e) : 5;
     peer tp[NLAYER] = {{0}};
     int have_peer = 0;
     if (argc > 1) {
@@ -128,7 +106,10 @@ int main(int argc, char **argv) {
         if (strcmp(algo, algos[i]) == 0) algo_i = i;
     wh_conv2d_set_algo((wh_conv_algo)algo_i);
 
-    const double peak = sgemm_gflops(5);
+    const int gn = 1536;
+    float *ga = alloc_rand((size_t)gn * gn, 1, 1), *gb = alloc_rand((size_t)gn * gn, 1, 2);
+    float *gc = alloc_rand((size_t)gn * gn, 1, 3);
+    double peak = 0;
     printf("whorl conv2d f32: %d OpenMP threads, OpenBLAS %d threads (%s kernels), batch %d, "
            "best of %d\n",
            omp_get_max_threads(), openblas_get_num_threads(), openblas_get_corename(), BATCH, reps);
@@ -136,12 +117,16 @@ int main(int argc, char **argv) {
            wh__conv2d_x512_available() ? "available (stride-1 layers with >= 8 out and >= 16 in "
                                          "channels*taps)"
                                        : "not available on this CPU");
-    printf("sgemm 1536^3: %.1f GFLOPS (OpenBLAS, all threads, best of 5)\n\n", peak);
-    printf("%-17s %-6s %9s %7s %6s", "layer", "op", "ms", "GF/s", "sgemm");
-    if (have_peer) printf(" %10s %8s", "torch ms", "speedup");
-    printf("\n");
 
-    double step_ms = 0, step_torch = 0, step_flops = 0;
+
+    /* All layers' buffers at once (~1.3 GB), and the repetitions interleaved
+     * over layers and ops: on a shared machine a burst of contention then
+     * spoils one sample of many ops instead of every sample of one. */
+    struct {
+        wh_conv2d_shape s;
+        float *x, *w, *b, *dy, *y, *dx, *dw, *db;
+        double t[3], flops;
+    } L[NLAYER];
     for (int li = 0; li < NLAYER; li++) {
         wh_conv2d_shape s = {.n = BATCH, .c_in = layers[li].c_in, .h_in = layers[li].size,
                              .w_in = layers[li].size, .c_out = layers[li].c_out, .kh = 3, .kw = 3,
@@ -154,19 +139,58 @@ int main(int argc, char **argv) {
         const size_t nx = (size_t)s.n * s.c_in * s.h_in * s.w_in;
         const size_t ny = (size_t)s.n * s.c_out * s.h_out * s.w_out;
         const size_t nw = (size_t)s.c_out * s.c_in * s.kh * s.kw;
-        float *x = alloc_rand(nx, 1, 10 + li), *w = alloc_rand(nw, 0.1f, 20 + li);
-        float *b = alloc_rand(s.c_out, 0.1f, 30 + li), *dy = alloc_rand(ny, 1, 40 + li);
-        float *y = alloc_rand(ny, 0, 0), *dx = alloc_rand(nx, 0, 0);
-        float *dw = alloc_rand(nw, 0, 0), *db = alloc_rand(s.c_out, 0, 0);
-        const double flops = 2.0 * s.n * s.c_out * s.c_in * s.kh * s.kw * s.h_out * (double)s.w_out;
-        double t[3];
-        TIME_BEST(t[0], reps, wh_conv2d_forward_f32(&s, x, w, b, layers[li].act, y));
-        TIME_BEST(t[1], reps, wh_conv2d_backward_input_f32(&s, dy, w, dx));
-        TIME_BEST(t[2], reps, wh_conv2d_backward_weight_f32(&s, x, dy, dw, db));
+        L[li].s = s;
+        L[li].x = alloc_rand(nx, 1, 10 + li);
+        L[li].w = alloc_rand(nw, 0.1f, 20 + li);
+        L[li].b = alloc_rand(s.c_out, 0.1f, 30 + li);
+        L[li].dy = alloc_rand(ny, 1, 40 + li);
+        L[li].y = alloc_rand(ny, 0, 0);
+        L[li].dx = alloc_rand(nx, 0, 0);
+        L[li].dw = alloc_rand(nw, 0, 0);
+        L[li].db = alloc_rand(s.c_out, 0, 0);
+        L[li].flops = 2.0 * s.n * s.c_out * s.c_in * s.kh * s.kw * s.h_out * (double)s.w_out;
+        for (int k = 0; k < 3; k++) L[li].t[k] = 1e30;
+    }
+    for (int r = 0; r <= reps; r++) { /* r == 0: warm-up */
+        for (int i = 0; i < 2; i++) {
+            const double gf = sgemm_once(ga, gb, gc);
+            if (r > 0 && gf > peak) peak = gf;
+        }
+        /* let OpenBLAS's worker threads stop spinning before timing OpenMP code */
+        nanosleep(&(struct timespec){0, 200000000}, NULL);
+        for (int li = 0; li < NLAYER; li++)
+            for (int k = 0; k < 3; k++) {
+                const wh_conv2d_shape *s = &L[li].s;
+                const double t0 = now();
+                wh_status st =
+                    k == 0   ? wh_conv2d_forward_f32(s, L[li].x, L[li].w, L[li].b, layers[li].act,
+                                                     L[li].y)
+                    : k == 1 ? wh_conv2d_backward_input_f32(s, L[li].dy, L[li].w, L[li].dx)
+                             : wh_conv2d_backward_weight_f32(s, L[li].x, L[li].dy, L[li].dw,
+                                                             L[li].db);
+                const double t = (now() - t0) * 1e3;
+                if (st != WH_OK) {
+                    fprintf(stderr, "bench_conv: %s\n", wh_error_message());
+                    return 1;
+                }
+                if (r > 0 && t < L[li].t[k]) L[li].t[k] = t;
+            }
+    }
+    free(ga), free(gb), free(gc);
+    printf("sgemm 1536^3: %.1f GFLOPS (OpenBLAS, all threads, best of %d)\n\n", peak, 2 * reps);
+    printf("%-17s %-6s %9s %7s %6s", "layer", "op", "ms", "GF/s", "sgemm");
+    if (have_peer) printf(" %10s %8s", "torch ms", "speedup");
+    printf("\n");
+
+    double step_ms = 0, step_torch = 0, step_flops = 0;
+    for (int li = 0; li < NLAYER; li++) {
+        const wh_conv2d_shape *s = &L[li].s;
+        const double *t = L[li].t, flops = L[li].flops;
         const double pt[3] = {tp[li].fwd, tp[li].bwd_in, tp[li].bwd_w};
         static const char *ops[3] = {"fwd", "bwd_in", "bwd_w"};
         char label[32];
-        snprintf(label, sizeof label, "%s %d->%d @%d", layers[li].name, s.c_in, s.c_out, s.h_in);
+        snprintf(label, sizeof label, "%s %d->%d @%d", layers[li].name, s->c_in, s->c_out,
+                 s->h_in);
         for (int k = 0; k < 3; k++) {
             const int needed = !(k == 1 && li == 0); /* no dx for the network input */
             printf("%-17s %-6s %9.2f %7.1f %5.0f%%", k == 0 ? label : "", ops[k], t[k],
@@ -180,7 +204,8 @@ int main(int argc, char **argv) {
                 step_flops += flops;
             }
         }
-        free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db);
+        free(L[li].x), free(L[li].w), free(L[li].b), free(L[li].dy);
+        free(L[li].y), free(L[li].dx), free(L[li].dw), free(L[li].db);
     }
     printf("\nconv work per training step (fwd + bwd_w, + bwd_in except L1): %.1f ms, %.1f GFLOPS",
            step_ms, step_flops / step_ms / 1e6);

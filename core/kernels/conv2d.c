@@ -19,13 +19,13 @@ void wh_conv2d_set_algo(wh_conv_algo algo) { g_algo = algo; }
 
 /* Target size of one im2col block, in elements (1 MiB of floats): keeps
  * the column block and the GEMM's packed panels in the 2 MiB L2. */
-static size_t g_block_elems = 256 * 1024;
+static const size_t g_block_elems = 256 * 1024;
 
 static int wh__conv_threads(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 /* Threading: independent tasks (images x row blocks, images x channel groups)
  * run on OpenMP threads and each calls BLAS single-threaded.  Measured on 2
- * cores, this is 1.3-1.5x faster than one task at a time with OpenBLAS's
+ * cores, this is ~1.4x faster than one task at a time with OpenBLAS's
  * own threads + OpenMP im2col even with OMP_WAIT_POLICY=passive, and ~10x
  * faster than that with the default spinning waits (the two thread pools
  * spin against each other).  Tasks are made small enough that there are at

@@ -9,12 +9,22 @@
  * WH_OK, or WH_ERR_ARG / WH_ERR_SHAPE / WH_ERR_MEMORY with a message (see
  * status.h).  Shapes must have been filled by the *_shape_init functions.
  *
- * Threading: the f32 and f64 kernels run OpenMP over independent work items
- * (images x row blocks, images x channels) and call BLAS single-threaded
- * inside (OpenBLAS's thread count is set to 1 for the duration of a call and
- * restored after it), so a call uses omp_get_max_threads() threads and
- * never oversubscribes.  Temporary buffers come from wh_scratch slots 0-1 of
- * the calling thread and of each OpenMP worker: once warm, no call allocates.
+ * Algorithms (see wh_conv2d_set_algo): direct loops for layers that make
+ * poor GEMMs (c_out < 8 or c_in*kh*kw < 16, e.g. 1->32 and 64->1 channels);
+ * for the others, on CPUs with AVX-512 and stride 1, an implicit GEMM with
+ * AVX-512 micro-kernels (no im2col matrix; chosen at run time), else im2col
+ * (blocked over output rows) + BLAS sgemm/dgemm.  f64 always uses the plain
+ * direct loops or im2col + dgemm (it exists for gradient checks).
+ *
+ * Threading: every kernel runs OpenMP over independent tasks (images x row
+ * blocks, images x channel blocks) with omp_get_max_threads() threads; BLAS
+ * is called single-threaded inside them (OpenBLAS's process-global thread
+ * count is set to 1 for the duration of the call and restored after it), so
+ * nothing oversubscribes.  A call made from inside an OpenMP parallel region
+ * runs on the calling thread only.  Temporary buffers come from wh_scratch
+ * slots 0-6 of the calling thread and of each OpenMP worker: once warm, no
+ * call allocates.  Kernels are not re-entrant per thread (they share those
+ * slots).
  *
  * The per-element math (activation and its derivative) is in static inline
  * functions below so that other backends can share it. */
