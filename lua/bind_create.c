@@ -9,12 +9,15 @@
  *                                  exclusive as in NumPy/PyTorch, start defaults to 0
  *   whorl.from_bytes(string, dtype, sizes)   raw row-major contents (t:bytes())
  * opts: a table {dtype = "float32"|"float64"|"uint8" (or float/double/byte),
- * requires_grad = bool}, or just a dtype string.  The default dtype is
+ * requires_grad = bool, device = "cpu"|"cuda"|"cuda:N"}, or just a dtype
+ * string.  zeros and empty allocate on the device; the others are made on
+ * the CPU and copied there.  The default dtype is
  * float32 (Torch7's FloatTensor); rand is uniform on [0, 1), randn N(0, 1). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "backend.h"
 #include "bind_internal.h"
 
 /* The options slot of a creation call whose sizes start at `first`: the
@@ -31,10 +34,11 @@ static int options_slot(lua_State *L, int first) {
 typedef struct {
     wh_dtype dtype;
     bool requires_grad;
+    wh_allocator *alloc; /* NULL: the CPU */
 } create_opts;
 
 static create_opts parse_opts(lua_State *L, int slot, wh_dtype def) {
-    create_opts o = {def, false};
+    create_opts o = {def, false, NULL};
     if (slot == 0 || lua_isnoneornil(L, slot)) return o;
     if (lua_type(L, slot) == LUA_TSTRING) {
         o.dtype = whl_check_dtype(L, slot);
@@ -43,13 +47,27 @@ static create_opts parse_opts(lua_State *L, int slot, wh_dtype def) {
     luaL_checktype(L, slot, LUA_TTABLE);
     if (lua_getfield(L, slot, "dtype") != LUA_TNIL) o.dtype = whl_check_dtype(L, -1);
     lua_pop(L, 1);
+    if (lua_getfield(L, slot, "device") != LUA_TNIL) {
+        wh_device d;
+        whl_check(L, wh_device_parse(luaL_checkstring(L, -1), &d));
+        whl_check(L, wh_device_allocator(d, &o.alloc));
+        if (o.alloc == wh_cpu_allocator()) o.alloc = NULL;
+    }
+    lua_pop(L, 1);
     o.requires_grad = whl_opt_field_boolean(L, slot, "requires_grad", false);
     return o;
 }
 
-/* Pushes t and applies the requires_grad option. */
-static int push_created(lua_State *L, wh_tensor *t, const create_opts *o, const char *fn) {
-    whl_push_tensor(L, t);
+/* With t pushed on top of the stack: moves it to the requested device
+ * (replacing it there) and applies the requires_grad option. */
+static int finish_created(lua_State *L, wh_tensor *t, const create_opts *o, const char *fn) {
+    if (o->alloc && t->storage->allocator != o->alloc) {
+        wh_tensor *moved = NULL;
+        whl_check(L, wh_to_device(t, o->alloc, &moved));
+        lua_pop(L, 1);
+        whl_push_tensor(L, moved);
+        t = moved;
+    }
     if (o->requires_grad) {
         if (!wh_dtype_is_float(t->dtype))
             luaL_error(L, "%s: requires_grad needs a float dtype, not %s", fn,
@@ -57,6 +75,12 @@ static int push_created(lua_State *L, wh_tensor *t, const create_opts *o, const 
         t->requires_grad = true;
     }
     return 1;
+}
+
+/* Pushes t (taking its reference), then as finish_created. */
+static int push_created(lua_State *L, wh_tensor *t, const create_opts *o, const char *fn) {
+    whl_push_tensor(L, t);
+    return finish_created(L, t, o, fn);
 }
 
 typedef enum { C_ZEROS, C_ONES, C_EMPTY, C_RAND, C_RANDN } create_kind;
@@ -69,9 +93,9 @@ static int create(lua_State *L, create_kind kind, const char *fn) {
     wh_tensor *t = NULL;
     wh_status st = WH_OK;
     switch (kind) {
-    case C_ZEROS: st = wh_tensor_zeros(o.dtype, ndim, shape, &t); break;
+    case C_ZEROS: st = wh_tensor_zeros_on(o.dtype, ndim, shape, o.alloc, &t); break;
     case C_ONES: st = wh_tensor_full(o.dtype, ndim, shape, 1.0, &t); break;
-    case C_EMPTY: st = wh_tensor_empty(o.dtype, ndim, shape, NULL, &t); break;
+    case C_EMPTY: st = wh_tensor_empty(o.dtype, ndim, shape, o.alloc, &t); break;
     case C_RAND: st = wh_tensor_rand(o.dtype, ndim, shape, 0.0, 1.0, &t); break;
     case C_RANDN: st = wh_tensor_randn(o.dtype, ndim, shape, 0.0, 1.0, &t); break;
     }
@@ -221,11 +245,11 @@ static int l_tensor(lua_State *L) {
     int64_t shape[WH_MAX_DIMS], path[WH_MAX_DIMS], pos = 0;
     nested_shape(L, 1, &ndim, shape);
     whl_check(L, wh_tensor_empty(o.dtype, ndim, shape, NULL, &t));
-    push_created(L, t, &o, "tensor");
+    whl_push_tensor(L, t);
     lua_pushvalue(L, 1);
     fill_nested(L, t, 0, path, &pos);
     lua_pop(L, 1);
-    return 1;
+    return finish_created(L, t, &o, "tensor");
 }
 
 static const luaL_Reg create_fns[] = {

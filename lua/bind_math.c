@@ -151,7 +151,7 @@ static int self(lua_State *L) {
  * the method the user called. */
 static void check_scalar_inplace(lua_State *L, const char *name, wh_tensor *t) {
     whl_check(L, wh_check_inplace(name, t));
-    whl_check(L, wh_check_float(name, "self", t));
+    whl_check(L, wh_check_float_dev(name, "self", t));
 }
 
 /* t += alpha * x, for a tensor or a number x. */

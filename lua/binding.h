@@ -62,6 +62,7 @@ void whl_open_reduce(lua_State *L, int module, int methods) __attribute__((weak)
 void whl_open_nn(lua_State *L, int module, int methods) __attribute__((weak));
 void whl_open_conv(lua_State *L, int module, int methods) __attribute__((weak));
 void whl_open_loss(lua_State *L, int module, int methods) __attribute__((weak));
+void whl_open_optim(lua_State *L, int module, int methods) __attribute__((weak));
 /* Families that live in a sub-table of the module (whorl.image, ...): the
  * opener creates module.<name> itself. */
 void whl_open_image(lua_State *L, int module, int methods) __attribute__((weak));

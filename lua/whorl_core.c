@@ -42,10 +42,12 @@ bool whl_is_tensor(lua_State *L, int idx) {
 wh_tensor *whl_tensor_or_scalar(lua_State *L, int idx, const wh_tensor *like) {
     if (whl_is_tensor(L, idx)) return whl_check_tensor(L, idx);
     if (lua_type(L, idx) != LUA_TNUMBER) luaL_typeerror(L, idx, "tensor or number");
+    /* on like's device, so that t op number works there too */
     wh_tensor *s = NULL;
-    whl_check(L, wh_tensor_full(like ? like->dtype : WH_FLOAT32, 0, NULL, lua_tonumber(L, idx),
-                                &s));
+    whl_check(L, wh_tensor_empty(like ? like->dtype : WH_FLOAT32, 0, NULL,
+                                 like ? like->storage->allocator : NULL, &s));
     whl_push_tensor(L, s);
+    whl_check(L, wh_fill(s, lua_tonumber(L, idx)));
     return s;
 }
 
@@ -451,6 +453,7 @@ int luaopen_whorl_core(lua_State *L) {
     whl_open_create(L, module, methods);
     void (*families[])(lua_State *, int, int) = {whl_open_math, whl_open_shape, whl_open_reduce,
                                                  whl_open_nn, whl_open_conv, whl_open_loss,
+                                                 whl_open_optim,
                                                  whl_open_image, whl_open_synth, whl_open_metrics,
                                                  whl_open_fingerprint, whl_open_cuda};
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
