@@ -70,6 +70,49 @@ wh_status wh_check_inplace(const char *op, const wh_tensor *t) {
 
 wh_status wh_contig(wh_tensor *t, wh_tensor **out) { return wh_contiguous_raw(t, false, out); }
 
+/* Merges neighbouring dims that every operand walks as one (stride of the
+ * outer == stride of the inner * its size), so a contiguous 4-d weight is
+ * one long row instead of many rows of 3 elements. */
+static void coalesce_dims(wh_row_iter *it) {
+    int out = 0;
+    for (int d = 1; d < it->ndim; d++) {
+        bool merge = true;
+        for (int k = 0; k < it->nops && merge; k++)
+            merge = it->stride[k][out] == it->stride[k][d] * it->shape[d];
+        if (it->shape[out] == 1) merge = true; /* a size-1 dim carries no stride */
+        if (merge) {
+            for (int k = 0; k < it->nops; k++)
+                if (it->shape[out] == 1 || it->shape[d] != 1) it->stride[k][out] = it->stride[k][d];
+            it->shape[out] *= it->shape[d];
+        } else {
+            out++;
+            it->shape[out] = it->shape[d];
+            for (int k = 0; k < it->nops; k++) it->stride[k][out] = it->stride[k][d];
+        }
+    }
+    it->ndim = out + 1;
+}
+
+/* Rows are the unit of parallel work: a single long row (the common case
+ * after coalescing) is cut into up to 64 equal rows so OpenMP has work to
+ * share, when its length has such a divisor. */
+static void split_long_rows(wh_row_iter *it) {
+    int64_t rows = 1, inner = it->shape[it->ndim - 1];
+    for (int d = 0; d < it->ndim - 1; d++) rows *= it->shape[d];
+    if (rows >= 64 || inner < 2 * 8192 || it->ndim >= WH_MAX_DIMS) return;
+    int64_t f = 64;
+    while (f > 1 && (inner % f != 0 || inner / f < 8192)) f--;
+    if (f < 2) return;
+    int last = it->ndim - 1;
+    it->shape[last] = f;
+    it->shape[last + 1] = inner / f;
+    for (int k = 0; k < it->nops; k++) {
+        it->stride[k][last + 1] = it->stride[k][last];
+        it->stride[k][last] = it->stride[k][last] * (inner / f);
+    }
+    it->ndim++;
+}
+
 wh_status wh_row_iter_init(wh_row_iter *it, int ndim, const int64_t *shape, int nops,
                            wh_tensor *const *ts) {
     memset(it, 0, sizeof *it);
@@ -99,6 +142,8 @@ wh_status wh_row_iter_init(wh_row_iter *it, int ndim, const int64_t *shape, int 
             it->stride[k][d] = td < 0 || t->shape[td] == 1 ? 0 : t->stride[td];
         }
     }
+    coalesce_dims(it);
+    split_long_rows(it);
     it->inner = it->shape[it->ndim - 1];
     it->rows = 1;
     for (int d = 0; d < it->ndim - 1; d++) it->rows *= it->shape[d];
