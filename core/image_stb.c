@@ -87,23 +87,70 @@ static wh_status png_check_chunks(const unsigned char *d, size_t n, const char *
     }
 }
 
-/* ---- JPEG: the last scan must be followed by an end-of-image marker ---------------- */
+/* ---- JPEG marker structure (ITU T.81, annex B) ------------------------------------
+ * Walked before stb sees the file, for two reasons.  A truncated file must
+ * fail: stb pads missing scan data with zeros, so the walk must reach the
+ * end-of-image marker.  And stb v2.27 trusts the symbol counts of a Huffman
+ * table (DHT): counts summing to more than 256 overflow its tables (found by
+ * the fuzz target), so each table is checked here. */
 
-static wh_status jpeg_check_end(const unsigned char *d, size_t n, const char *name) {
-    /* 0xFF never starts a marker inside entropy-coded data (it is stuffed as
-     * FF 00), so the last FF DA is the last scan header, and a complete file
-     * has FF D9 after it. */
-    size_t sos = 0;
-    for (size_t i = n - 1; i > 0; i--)
-        if (d[i - 1] == 0xFF && d[i] == 0xDA) {
-            sos = i;
-            break;
+static wh_status jpeg_check_dht(const unsigned char *s, size_t len, const char *name, size_t at) {
+    while (len > 0) {
+        if (len < 17)
+            return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: short Huffman table at offset %zu",
+                           name, at);
+        unsigned tc = s[0] >> 4, th = s[0] & 15, total = 0;
+        if (tc > 1 || th > 3)
+            return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: Huffman table class %u id %u at "
+                           "offset %zu", name, tc, th, at);
+        for (int i = 1; i <= 16; i++) total += s[i];
+        if (total > 256 || 17 + (size_t)total > len)
+            return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: Huffman table at offset %zu declares "
+                           "%u symbols", name, at, total);
+        s += 17 + total;
+        len -= 17 + total;
+    }
+    return WH_OK;
+}
+
+static wh_status jpeg_check_markers(const unsigned char *d, size_t n, const char *name,
+                                    bool info_only) {
+    bool in_scan = false;
+    size_t p = 2; /* after SOI */
+    while (p < n) {
+        if (d[p] != 0xFF) {
+            if (!in_scan)
+                return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: expected a marker at offset %zu",
+                               name, p);
+            p++; /* entropy-coded data */
+            continue;
         }
-    if (!sos) return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: no scan (SOS marker)", name);
-    for (size_t i = sos + 1; i + 1 < n; i++)
-        if (d[i] == 0xFF && d[i + 1] == 0xD9) return WH_OK;
-    return wh_fail(WH_ERR_FORMAT, "%s: truncated JPEG: no end-of-image marker after the last scan",
-                   name);
+        if (p + 1 >= n) break;
+        unsigned m = d[p + 1];
+        if (m == 0xFF) { /* fill byte */
+            p++;
+            continue;
+        }
+        if (m == 0x00 || (m >= 0xD0 && m <= 0xD7) || m == 0x01 || m == 0xD8) {
+            p += 2; /* stuffed FF, restart, TEM, SOI: no length */
+            continue;
+        }
+        if (m == 0xD9) return WH_OK; /* EOI */
+        if (p + 4 > n) break;
+        size_t len = (size_t)d[p + 2] << 8 | d[p + 3];
+        if (len < 2)
+            return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: marker segment of length %zu at "
+                           "offset %zu", name, len, p);
+        if (p + 2 + len > n) break;
+        if (m == 0xC4) WH_TRY(jpeg_check_dht(d + p + 4, len - 2, name, p));
+        if (m == 0xDA) {
+            if (info_only) return WH_OK; /* the header is complete */
+            in_scan = true;
+        }
+        p += 2 + len;
+    }
+    return wh_fail(WH_ERR_FORMAT, "%s: truncated JPEG: the file ends after %zu bytes, before the "
+                   "end-of-image marker", name, n);
 }
 
 /* ---- decoding ------------------------------------------------------------------------ */
@@ -142,7 +189,7 @@ wh_status wh_decode_png(const unsigned char *d, size_t n, const char *name, bool
 
 wh_status wh_decode_jpeg(const unsigned char *d, size_t n, const char *name, bool info_only,
                          wh_raw_image *img) {
-    if (!info_only) WH_TRY(jpeg_check_end(d, n, name));
+    WH_TRY(jpeg_check_markers(d, n, name, info_only));
     return stb_decode(d, n, name, info_only, img, "JPEG");
 }
 

@@ -288,6 +288,11 @@ describe("bad files", function()
         -- a JPEG whose scan data was overwritten
         s = slurp(FIX .. "grey.jpg")
         bad("no_eoi.jpg", s:sub(1, #s - 2) .. "\0\0")
+        -- a Huffman table declaring more than 256 symbols (overflows
+        -- stb_image 2.27's tables; found by the fuzz target)
+        local dht = s:find("\255\196", 1, true)
+        err = bad("dht_overflow.jpg", patch(s, dht + 5, string.rep("\40", 16)))
+        assert.truthy(err:find("Huffman"), err)
     end)
 
     it("never prints libtiff messages", function()
