@@ -78,7 +78,7 @@ CUDA_TARGETS := $(if $(filter 1,$(CUDA_ON)),$(CUDA_LIB))
 LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;models/?.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 BUSTED  := busted --lua=lua$(LUA_VER)
 
-.PHONY: all deps deps-test test test-c test-lua test-sanitize bench bench-cuda install clean
+.PHONY: all deps deps-test test test-c test-lua test-sanitize bench bench-cuda install clean fuzz
 
 all: $(LIB) $(SOLIB) $(LUAMOD) $(CTEST_BIN) $(CUDA_TARGETS)
 
@@ -148,6 +148,25 @@ bench: deps
 	@tools/deps.sh bench
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BUILD=$(BUILD) tools/run_bench.sh
+
+# The image decoders under clang's libFuzzer + ASan/UBSan for FUZZ_SECONDS,
+# seeded with the small image fixtures (fuzz/README.md).
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := $(BUILD)/fuzz
+$(FUZZ_DIR)/fuzz_image: fuzz/fuzz_image.c $(CORE_SRC) $(wildcard core/*.h core/kernels/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fopenmp -w -Icore \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    fuzz/fuzz_image.c $(CORE_SRC) -o $@ $(PKG_LIBS) -ltiff -lm -lpthread
+
+fuzz:
+	@tools/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_DIR)/fuzz_image
+	@mkdir -p $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+	@find tests/fixtures/image -maxdepth 1 -type f -size -20k ! -name '*.py' ! -name '*.json' \
+	    -exec cp {} $(FUZZ_DIR)/seeds/ \;
+	cd $(FUZZ_DIR) && ./fuzz_image -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	    -max_len=65536 -print_final_stats=1 corpus seeds
 
 LUA_LIBDIR   ?= $(PREFIX)/lib/lua/$(LUA_VER)
 LUA_SHAREDIR ?= $(PREFIX)/share/lua/$(LUA_VER)
