@@ -16,10 +16,8 @@ OpenMP), an optional CUDA backend, and a Torch7-style Lua API on top.
 dependencies = {
    "lua >= 5.4",
 }
-external_dependencies = {
-   OPENBLAS = { header = "cblas.h" },
-   TIFF = { header = "tiffio.h" },
-}
+-- OpenBLAS, libtiff and stb are found by the Makefile through pkg-config and
+-- Debian's multiarch include paths (tools/deps.sh installs them).
 build = {
    type = "make",
    build_variables = {
