@@ -11,6 +11,8 @@
  *   whorl.grad(outputs, inputs, {grad_outputs=, retain_graph=false}) -> {grads}
  *   whorl.memory_stats() -> {live_bytes, peak_bytes, gc_collections, gc_threshold}
  *   whorl.empty_cache()
+ *   whorl.clock() -> seconds (monotonic wall clock, for timing)
+ *   whorl.hash64(s [, seed]) -> integer (core's wh_hash64 of the bytes of s)
  * Creation functions are in bind_create.c, tensor methods in bind_tensor.c. */
 #include <dlfcn.h>
 #include <inttypes.h>
@@ -21,6 +23,8 @@
 #include <string.h>
 
 #include "bind_internal.h"
+#include "dataset.h"
+#include <time.h>
 
 /* ---- tensor arguments --------------------------------------------------------- */
 
@@ -413,6 +417,23 @@ static int l_empty_cache(lua_State *L) {
     return 0;
 }
 
+/* Lua has only os.time (whole seconds) and os.clock (CPU time of all
+ * threads): progress lines need wall time. */
+static int l_clock(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+static int l_hash64(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    uint64_t seed = (uint64_t)luaL_optinteger(L, 2, 0);
+    lua_pushinteger(L, (lua_Integer)wh_hash64(s, n, seed));
+    return 1;
+}
+
 static const luaL_Reg module_fns[] = {
     {"is_tensor", l_is_tensor},
     {"manual_seed", l_manual_seed},
@@ -423,6 +444,8 @@ static const luaL_Reg module_fns[] = {
     {"grad", l_grad},
     {"memory_stats", l_memory_stats},
     {"empty_cache", l_empty_cache},
+    {"clock", l_clock},
+    {"hash64", l_hash64},
     {NULL, NULL},
 };
 
