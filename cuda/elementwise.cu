@@ -230,16 +230,9 @@ extern "C" wh_status whc_update(int kind, wh_tensor *x, const wh_tensor *a, cons
 
 // ---- padding -------------------------------------------------------------------------------------
 
-typedef struct {
-    int ndim, mode;
-    int64_t out_shape[WH_IDX_MAX_DIMS], in_shape[WH_IDX_MAX_DIMS];
-    int64_t in_stride[WH_IDX_MAX_DIMS], before[WH_IDX_MAX_DIMS];
-    int64_t in_offset;
-} pad_geom;
-
-static pad_geom pad_geom_of(const wh_tensor *in, const int64_t *out_shape, const int64_t *before,
-                            int mode) {
-    pad_geom p;
+static wh_pad_geom pad_geom_of(const wh_tensor *in, const int64_t *out_shape,
+                               const int64_t *before, int mode) {
+    wh_pad_geom p;
     memset(&p, 0, sizeof p);
     p.ndim = in->ndim;
     p.mode = mode;
@@ -253,23 +246,10 @@ static pad_geom pad_geom_of(const wh_tensor *in, const int64_t *out_shape, const
     return p;
 }
 
-// The input offset that output element i reads, or -1 for the fill value.
-__device__ inline int64_t pad_source_offset(const pad_geom &p, int64_t i) {
-    int64_t off = p.in_offset;
-    for (int k = p.ndim - 1; k >= 0; k--) {
-        int64_t o = i % p.out_shape[k];
-        i /= p.out_shape[k];
-        int64_t s = wh_pad_source(o, p.before[k], p.in_shape[k], p.mode);
-        if (s < 0) return -1;
-        off += s * p.in_stride[k];
-    }
-    return off;
-}
-
 template <class T>
-__global__ void pad_kernel(pad_geom p, const T *x, T *y, T value, int64_t n) {
+__global__ void pad_kernel(wh_pad_geom p, const T *x, T *y, T value, int64_t n) {
     WHC_GRID_LOOP(i, n) {
-        int64_t s = pad_source_offset(p, i);
+        int64_t s = wh_pad_source_offset(&p, i);
         y[i] = s < 0 ? value : x[s];
     }
 }
@@ -280,7 +260,7 @@ extern "C" wh_status whc_pad(const wh_tensor *x, const int64_t *before, int mode
     if (n == 0) return WH_OK;
     whc_device *d;
     WH_TRY(whc_device_of(y, &d));
-    pad_geom p = pad_geom_of(x, y->shape, before, mode);
+    wh_pad_geom p = pad_geom_of(x, y->shape, before, mode);
     unsigned nb = whc_blocks(n);
     void *xs = x->storage->data, *yd = whc_data(y);
     if (x->dtype == WH_FLOAT32) pad_kernel<<<nb, WHC_THREADS, 0, d->stream>>>(p, (const float *)xs, (float *)yd, (float)value, n);
@@ -294,9 +274,9 @@ extern "C" wh_status whc_pad(const wh_tensor *x, const int64_t *before, int mode
 // read from.  Reflect and replicate send several outputs to one input,
 // hence the atomics (only there may the order of additions vary).
 template <class T>
-__global__ void pad_grad_kernel(pad_geom p, const T *g, T *gx, int64_t n) {
+__global__ void pad_grad_kernel(wh_pad_geom p, const T *g, T *gx, int64_t n) {
     WHC_GRID_LOOP(i, n) {
-        int64_t s = pad_source_offset(p, i);
+        int64_t s = wh_pad_source_offset(&p, i);
         if (s >= 0) atomicAdd(gx + s, g[i]);
     }
 }
@@ -308,7 +288,7 @@ extern "C" wh_status whc_pad_grad(const wh_tensor *g, const int64_t *before, int
     if (n == 0 || whc_numel(gx) == 0) return WH_OK;
     whc_device *d;
     WH_TRY(whc_device_of(g, &d));
-    pad_geom p = pad_geom_of(gx, g->shape, before, mode);
+    wh_pad_geom p = pad_geom_of(gx, g->shape, before, mode);
     WHC_FLOAT_DISPATCH(g->dtype,
         pad_grad_kernel<T><<<whc_blocks(n), WHC_THREADS, 0, d->stream>>>(
             p, (const T *)whc_data(g), (T *)gx->storage->data, n));

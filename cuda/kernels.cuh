@@ -67,22 +67,11 @@ __device__ inline double dev_exp(double x) { return exp(x); }
 // contiguous tensor of exactly that shape), coalesced.
 static inline void whc_loop_init(wh_strided_loop *l, int ndim, const int64_t *shape, int nops,
                                  const wh_tensor *const *ts) {
-    memset(l, 0, sizeof *l);
-    l->ndim = ndim > 0 ? ndim : 1;
-    l->nops = nops;
-    for (int d = 0; d < l->ndim; d++) l->shape[d] = ndim > 0 ? shape[d] : 1;
+    wh_strided_loop_init(l, ndim, shape, nops);
     for (int k = 0; k < nops; k++) {
         const wh_tensor *t = ts[k];
-        if (!t) {
-            int64_t s = 1;
-            for (int d = l->ndim - 1; d >= 0; d--) {
-                l->stride[k][d] = s;
-                s *= l->shape[d];
-            }
-            continue;
-        }
-        l->offset[k] = t->offset;
-        wh_broadcast_strides(l->ndim, l->shape, t->ndim, t->shape, t->stride, l->stride[k]);
+        if (t) wh_strided_loop_operand(l, k, t->ndim, t->shape, t->stride, t->offset);
+        else wh_strided_loop_operand(l, k, 0, NULL, NULL, 0);
     }
     wh_strided_coalesce(l);
 }

@@ -8,6 +8,12 @@
 // optimizer updates are one thread per parameter element with the shared
 // formulas of optim_math.h.
 #include "kernels.cuh"
+#include "kernels/xent_math.h"
+
+__device__ inline double xent_lse(const float *z0, int64_t C, int64_t S) { return wh_xent_lse_f32(z0, C, S); }
+__device__ inline double xent_lse(const double *z0, int64_t C, int64_t S) { return wh_xent_lse_f64(z0, C, S); }
+__device__ inline float xent_grad(float z, double lse, double f, int t) { return wh_xent_grad_f32(z, lse, f, t); }
+__device__ inline double xent_grad(double z, double lse, double f, int t) { return wh_xent_grad_f64(z, lse, f, t); }
 
 // ---- pixel losses ---------------------------------------------------------------------------------
 
@@ -124,10 +130,7 @@ __global__ void ce_kernel(const T *z, const int64_t *cls, const T *cw, int64_t c
                           int64_t C, int64_t S, double *lse, T *out, double *terms) {
     WHC_GRID_LOOP(e, N * S) {
         const T *z0 = z + (e / S) * C * S + e % S;
-        double m = (double)z0[0], acc = 0;
-        for (int64_t c = 1; c < C; c++) m = (double)z0[c * S] > m ? (double)z0[c * S] : m;
-        for (int64_t c = 0; c < C; c++) acc += (double)dev_exp((T)((double)z0[c * S] - m));
-        double l = m + log(acc);
+        double l = xent_lse(z0, C, S);
         lse[e] = l;
         int64_t k = cls[e];
         double loss = k >= 0 ? -class_weight(cw, cs, k) * ((double)z0[k * S] - l) : 0.0;
@@ -182,7 +185,7 @@ __global__ void ce_grad_kernel(const T *z, const int64_t *cls, const double *lse
         int64_t s = i % S, c = (i / S) % C, b = i / (S * C), e = b * S + s;
         int64_t k = cls[e];
         double f = (per_elem ? (double)g[e] : shared) * class_weight(cw, cs, k);
-        gz[i] = (T)(f * ((double)dev_exp((T)((double)z[i] - lse[e])) - (k == c ? 1.0 : 0.0)));
+        gz[i] = xent_grad(z[i], lse[e], f, k == c);
     }
 }
 

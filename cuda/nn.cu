@@ -1,50 +1,45 @@
 // Pooling, upsampling and batch norm's evaluation-mode helpers.
 //
 // Pooling and upsampling are custom kernels rather than cuDNN's pooling:
-// they share the CPU's window and source-pixel arithmetic (nn_math.h), so
-// ceil_mode, count_include_pad, PyTorch's nearest-neighbour indices, ties
-// and NaNs come out exactly as on the CPU, which cuDNN's pooling does not
-// promise.  Forward passes are one thread per output element.  Backward
-// passes are gathers, one thread per input element summing the outputs
-// that read it (found from the windows, or from per-row ranges for
-// upsampling), so they need no atomics and are deterministic.
+// their per-element bodies (core/kernels/pool_math.h) follow the CPU's
+// window and source-pixel arithmetic (nn_math.h), so ceil_mode,
+// count_include_pad, PyTorch's nearest-neighbour indices, ties and NaNs
+// come out exactly as on the CPU, which cuDNN's pooling does not promise,
+// and the host tests run the very same bodies.  Forward passes are one
+// thread per output element; backward passes are gathers, one thread per
+// input element, with no atomics: deterministic.
 #include "kernels.cuh"
+#include "kernels/pool_math.h"
 
-typedef struct {
-    int64_t planes, H, W, OH, OW;
-    int kh, kw, sh, sw, ph, pw, ceil_mode, include_pad;
-} pool_geom;
+__device__ inline float max_pool_at(const wh_pool_geom *g, const float *x, int64_t oh, int64_t ow, int32_t *b) { return wh_max_pool_at_f32(g, x, oh, ow, b); }
+__device__ inline double max_pool_at(const wh_pool_geom *g, const double *x, int64_t oh, int64_t ow, int32_t *b) { return wh_max_pool_at_f64(g, x, oh, ow, b); }
+__device__ inline float max_pool_grad_at(const wh_pool_geom *g, const float *gp, const int32_t *ip, int64_t h, int64_t w) { return wh_max_pool_grad_at_f32(g, gp, ip, h, w); }
+__device__ inline double max_pool_grad_at(const wh_pool_geom *g, const double *gp, const int32_t *ip, int64_t h, int64_t w) { return wh_max_pool_grad_at_f64(g, gp, ip, h, w); }
+__device__ inline float avg_pool_at(const wh_pool_geom *g, const float *x, int64_t oh, int64_t ow) { return wh_avg_pool_at_f32(g, x, oh, ow); }
+__device__ inline double avg_pool_at(const wh_pool_geom *g, const double *x, int64_t oh, int64_t ow) { return wh_avg_pool_at_f64(g, x, oh, ow); }
+__device__ inline float avg_pool_grad_at(const wh_pool_geom *g, const float *gp, int64_t h, int64_t w) { return wh_avg_pool_grad_at_f32(g, gp, h, w); }
+__device__ inline double avg_pool_grad_at(const wh_pool_geom *g, const double *gp, int64_t h, int64_t w) { return wh_avg_pool_grad_at_f64(g, gp, h, w); }
+__device__ inline float upsample_at(int m, int a, const float *x, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t oh, int64_t ow) { return wh_upsample_at_f32(m, a, x, H, W, OH, OW, oh, ow); }
+__device__ inline double upsample_at(int m, int a, const double *x, int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t oh, int64_t ow) { return wh_upsample_at_f64(m, a, x, H, W, OH, OW, oh, ow); }
+__device__ inline float upsample_grad_at(int m, int a, const float *gp, int64_t H, int64_t W, int64_t OH, int64_t OW, const int64_t *rlo, const int64_t *rhi, const int64_t *clo, const int64_t *chi, int64_t h, int64_t w) { return wh_upsample_grad_at_f32(m, a, gp, H, W, OH, OW, rlo, rhi, clo, chi, h, w); }
+__device__ inline double upsample_grad_at(int m, int a, const double *gp, int64_t H, int64_t W, int64_t OH, int64_t OW, const int64_t *rlo, const int64_t *rhi, const int64_t *clo, const int64_t *chi, int64_t h, int64_t w) { return wh_upsample_grad_at_f64(m, a, gp, H, W, OH, OW, rlo, rhi, clo, chi, h, w); }
 
-static pool_geom pool_geom_of(const wh_tensor *in, const wh_tensor *out, const wh_pool_params *p) {
-    pool_geom g = {in->shape[0] * in->shape[1], in->shape[2], in->shape[3], out->shape[2],
-                   out->shape[3], p->kernel[0], p->kernel[1], p->stride[0], p->stride[1],
-                   p->padding[0], p->padding[1], p->ceil_mode, p->count_include_pad};
+static wh_pool_geom pool_geom_of(const wh_tensor *in, const wh_tensor *out, const wh_pool_params *p) {
+    wh_pool_geom g = {in->shape[2], in->shape[3], out->shape[2], out->shape[3], p->kernel[0],
+                      p->kernel[1], p->stride[0], p->stride[1], p->padding[0], p->padding[1],
+                      p->count_include_pad};
     return g;
 }
 
-// ---- max pooling ---------------------------------------------------------------------------------
+// ---- pooling -----------------------------------------------------------------------------------
 
-// The CPU's loop: the window clipped to the input, scanned row by row, a
-// later element taking over when wh_pool_takes says so.
 template <class T>
-__global__ void max_pool_kernel(pool_geom g, const T *x, T *y, int32_t *idx, int64_t n) {
+__global__ void max_pool_kernel(wh_pool_geom g, const T *x, T *y, int32_t *idx, int64_t n) {
     WHC_GRID_LOOP(i, n) {
         int64_t ow = i % g.OW, oh = (i / g.OW) % g.OH, pl = i / (g.OW * g.OH);
-        int64_t hs = oh * g.sh - g.ph, he = hs + g.kh < g.H ? hs + g.kh : g.H;
-        int64_t ws = ow * g.sw - g.pw, we = ws + g.kw < g.W ? ws + g.kw : g.W;
-        if (hs < 0) hs = 0;
-        if (ws < 0) ws = 0;
-        const T *xp = x + pl * g.H * g.W;
-        int64_t bi = hs * g.W + ws;
-        T best = xp[bi];
-        for (int64_t h = hs; h < he; h++)
-            for (int64_t w = ws; w < we; w++)
-                if (pool_takes(xp[h * g.W + w], best)) {
-                    best = xp[h * g.W + w];
-                    bi = h * g.W + w;
-                }
-        y[i] = best;
-        if (idx) idx[i] = (int32_t)bi;
+        int32_t b;
+        y[i] = max_pool_at(&g, x + pl * g.H * g.W, oh, ow, &b);
+        if (idx) idx[i] = b;
     }
 }
 
@@ -54,7 +49,7 @@ extern "C" wh_status whc_max_pool2d(const wh_tensor *x, const wh_pool_params *p,
     if (n == 0) return WH_OK;
     whc_device *d;
     WH_TRY(whc_device_of(x, &d));
-    pool_geom g = pool_geom_of(x, y, p);
+    wh_pool_geom g = pool_geom_of(x, y, p);
     WHC_FLOAT_DISPATCH(x->dtype,
         max_pool_kernel<T><<<whc_blocks(n), WHC_THREADS, 0, d->stream>>>(
             g, (const T *)whc_data(x), (T *)whc_data(y), idx, n));
@@ -62,33 +57,12 @@ extern "C" wh_status whc_max_pool2d(const wh_tensor *x, const wh_pool_params *p,
     return WH_OK;
 }
 
-// The outputs whose (unclipped) window [o*s - pad, o*s - pad + k) holds
-// input position i: o in [*lo, *hi).
-__device__ inline void windows_of(int64_t i, int k, int s, int pad, int64_t out, int64_t *lo,
-                                  int64_t *hi) {
-    int64_t a = i + pad - k + 1; // o*s >= a
-    int64_t l = a <= 0 ? 0 : (a + s - 1) / s;
-    int64_t h = (i + pad) / s + 1; // o*s <= i + pad
-    *lo = l;
-    *hi = h < out ? h : out;
-}
-
 template <class T>
-__global__ void max_pool_grad_kernel(pool_geom g, const T *gy, const int32_t *idx, T *gx,
+__global__ void max_pool_grad_kernel(wh_pool_geom g, const T *gy, const int32_t *idx, T *gx,
                                      int64_t n) {
     WHC_GRID_LOOP(i, n) {
         int64_t w = i % g.W, h = (i / g.W) % g.H, pl = i / (g.W * g.H);
-        int64_t oh0, oh1, ow0, ow1;
-        windows_of(h, g.kh, g.sh, g.ph, g.OH, &oh0, &oh1);
-        windows_of(w, g.kw, g.sw, g.pw, g.OW, &ow0, &ow1);
-        int32_t me = (int32_t)(h * g.W + w);
-        const T *gp = gy + pl * g.OH * g.OW;
-        const int32_t *ip = idx + pl * g.OH * g.OW;
-        T acc = 0;
-        for (int64_t oh = oh0; oh < oh1; oh++)
-            for (int64_t ow = ow0; ow < ow1; ow++)
-                if (ip[oh * g.OW + ow] == me) acc += gp[oh * g.OW + ow];
-        gx[i] = acc;
+        gx[i] = max_pool_grad_at(&g, gy + pl * g.OH * g.OW, idx + pl * g.OH * g.OW, h, w);
     }
 }
 
@@ -98,7 +72,7 @@ extern "C" wh_status whc_max_pool2d_grad(const wh_tensor *gy, const int32_t *idx
     if (n == 0) return WH_OK;
     whc_device *d;
     WH_TRY(whc_device_of(gx, &d));
-    pool_geom g = pool_geom_of(gx, gy, p);
+    wh_pool_geom g = pool_geom_of(gx, gy, p);
     WHC_FLOAT_DISPATCH(gx->dtype,
         max_pool_grad_kernel<T><<<whc_blocks(n), WHC_THREADS, 0, d->stream>>>(
             g, (const T *)whc_data(gy), idx, (T *)whc_data(gx), n));
@@ -106,39 +80,11 @@ extern "C" wh_status whc_max_pool2d_grad(const wh_tensor *gy, const int32_t *idx
     return WH_OK;
 }
 
-// ---- average pooling -------------------------------------------------------------------------------
-
-// PyTorch's window and divisor (ops_nn.c avg_window): the window clipped to
-// the padded input gives the divisor with count_include_pad, the window
-// clipped to the input the pixels (and the divisor without).
-__device__ inline void avg_window(int64_t o, int s, int pad, int k, int64_t in, int64_t *start,
-                                  int64_t *end, int64_t *padded_len) {
-    int64_t a = o * s - pad, b = a + k < in + pad ? a + k : in + pad;
-    *padded_len = b - a;
-    *start = a < 0 ? 0 : a;
-    *end = b < in ? b : in;
-}
-
-__device__ inline int64_t avg_divisor(const pool_geom &g, int64_t oh, int64_t ow) {
-    int64_t hs, he, hl, ws, we, wl;
-    avg_window(oh, g.sh, g.ph, g.kh, g.H, &hs, &he, &hl);
-    avg_window(ow, g.sw, g.pw, g.kw, g.W, &ws, &we, &wl);
-    return g.include_pad ? hl * wl : (he - hs) * (we - ws);
-}
-
 template <class T>
-__global__ void avg_pool_kernel(pool_geom g, const T *x, T *y, int64_t n) {
+__global__ void avg_pool_kernel(wh_pool_geom g, const T *x, T *y, int64_t n) {
     WHC_GRID_LOOP(i, n) {
         int64_t ow = i % g.OW, oh = (i / g.OW) % g.OH, pl = i / (g.OW * g.OH);
-        int64_t hs, he, hl, ws, we, wl;
-        avg_window(oh, g.sh, g.ph, g.kh, g.H, &hs, &he, &hl);
-        avg_window(ow, g.sw, g.pw, g.kw, g.W, &ws, &we, &wl);
-        int64_t div = g.include_pad ? hl * wl : (he - hs) * (we - ws);
-        const T *xp = x + pl * g.H * g.W;
-        T acc = 0;
-        for (int64_t h = hs; h < he; h++)
-            for (int64_t w = ws; w < we; w++) acc += xp[h * g.W + w];
-        y[i] = div > 0 ? acc / (T)div : (T)0;
+        y[i] = avg_pool_at(&g, x + pl * g.H * g.W, oh, ow);
     }
 }
 
@@ -147,7 +93,7 @@ extern "C" wh_status whc_avg_pool2d(const wh_tensor *x, const wh_pool_params *p,
     if (n == 0) return WH_OK;
     whc_device *d;
     WH_TRY(whc_device_of(x, &d));
-    pool_geom g = pool_geom_of(x, y, p);
+    wh_pool_geom g = pool_geom_of(x, y, p);
     WHC_FLOAT_DISPATCH(x->dtype,
         avg_pool_kernel<T><<<whc_blocks(n), WHC_THREADS, 0, d->stream>>>(
             g, (const T *)whc_data(x), (T *)whc_data(y), n));
@@ -156,20 +102,10 @@ extern "C" wh_status whc_avg_pool2d(const wh_tensor *x, const wh_pool_params *p,
 }
 
 template <class T>
-__global__ void avg_pool_grad_kernel(pool_geom g, const T *gy, T *gx, int64_t n) {
+__global__ void avg_pool_grad_kernel(wh_pool_geom g, const T *gy, T *gx, int64_t n) {
     WHC_GRID_LOOP(i, n) {
         int64_t w = i % g.W, h = (i / g.W) % g.H, pl = i / (g.W * g.H);
-        int64_t oh0, oh1, ow0, ow1;
-        windows_of(h, g.kh, g.sh, g.ph, g.OH, &oh0, &oh1);
-        windows_of(w, g.kw, g.sw, g.pw, g.OW, &ow0, &ow1);
-        const T *gp = gy + pl * g.OH * g.OW;
-        T acc = 0;
-        for (int64_t oh = oh0; oh < oh1; oh++)
-            for (int64_t ow = ow0; ow < ow1; ow++) {
-                int64_t div = avg_divisor(g, oh, ow);
-                if (div > 0) acc += gp[oh * g.OW + ow] / (T)div;
-            }
-        gx[i] = acc;
+        gx[i] = avg_pool_grad_at(&g, gy + pl * g.OH * g.OW, h, w);
     }
 }
 
@@ -179,7 +115,7 @@ extern "C" wh_status whc_avg_pool2d_grad(const wh_tensor *gy, const wh_pool_para
     if (n == 0) return WH_OK;
     whc_device *d;
     WH_TRY(whc_device_of(gx, &d));
-    pool_geom g = pool_geom_of(gx, gy, p);
+    wh_pool_geom g = pool_geom_of(gx, gy, p);
     WHC_FLOAT_DISPATCH(gx->dtype,
         avg_pool_grad_kernel<T><<<whc_blocks(n), WHC_THREADS, 0, d->stream>>>(
             g, (const T *)whc_data(gy), (T *)whc_data(gx), n));
@@ -190,41 +126,15 @@ extern "C" wh_status whc_avg_pool2d_grad(const wh_tensor *gy, const wh_pool_para
 // ---- upsampling ------------------------------------------------------------------------------------
 
 typedef struct {
-    int64_t planes, H, W, OH, OW;
+    int64_t H, W, OH, OW;
     int mode, align;
 } resample_geom;
-
-// Source rows (or columns) of output row o: nearest has one (i0, step 0,
-// lambda 0), bilinear two (i0 with weight 1-lambda, i0+step with lambda).
-__host__ __device__ inline void source_of(int mode, int align, int64_t o, int64_t in, int64_t out,
-                                          int64_t *i0, int64_t *step, double *lambda) {
-    if (mode == WH_UPSAMPLE_NEAREST) {
-        *i0 = wh_nearest_source(o, in, out);
-        *step = 0;
-        *lambda = 0;
-    } else {
-        wh_linear_split(wh_linear_source(o, in, out, align), in, i0, step, lambda);
-    }
-}
 
 template <class T>
 __global__ void upsample_kernel(resample_geom g, const T *x, T *y, int64_t n) {
     WHC_GRID_LOOP(i, n) {
         int64_t ow = i % g.OW, oh = (i / g.OW) % g.OH, pl = i / (g.OW * g.OH);
-        int64_t h0, hs, w0, ws;
-        double hl, wl;
-        source_of(g.mode, g.align, oh, g.H, g.OH, &h0, &hs, &hl);
-        source_of(g.mode, g.align, ow, g.W, g.OW, &w0, &ws, &wl);
-        const T *xp = x + pl * g.H * g.W;
-        if (g.mode == WH_UPSAMPLE_NEAREST) {
-            y[i] = xp[h0 * g.W + w0];
-        } else {
-            // the CPU's expression, operand for operand
-            const T *s0 = xp + h0 * g.W, *s1 = s0 + hs * g.W;
-            T lh = (T)hl, lh0 = (T)1 - lh, lw = (T)wl, lw0 = (T)1 - lw;
-            int64_t a = w0, b = w0 + ws;
-            y[i] = lh0 * (lw0 * s0[a] + lw * s0[b]) + lh * (lw0 * s1[a] + lw * s1[b]);
-        }
+        y[i] = upsample_at(g.mode, g.align, x + pl * g.H * g.W, g.H, g.W, g.OH, g.OW, oh, ow);
     }
 }
 
@@ -233,8 +143,7 @@ extern "C" wh_status whc_upsample2d(const wh_tensor *x, int mode, bool align, wh
     if (n == 0) return WH_OK;
     whc_device *d;
     WH_TRY(whc_device_of(x, &d));
-    resample_geom g = {x->shape[0] * x->shape[1], x->shape[2], x->shape[3], y->shape[2],
-                       y->shape[3], mode, align};
+    resample_geom g = {x->shape[2], x->shape[3], y->shape[2], y->shape[3], mode, align};
     WHC_FLOAT_DISPATCH(x->dtype,
         upsample_kernel<T><<<whc_blocks(n), WHC_THREADS, 0, d->stream>>>(
             g, (const T *)whc_data(x), (T *)whc_data(y), n));
@@ -242,63 +151,17 @@ extern "C" wh_status whc_upsample2d(const wh_tensor *x, int mode, bool align, wh
     return WH_OK;
 }
 
-// The weight with which output row o (sources i0, i0+step, lambda) feeds
-// input row i: what the CPU's scatter adds for it.
-template <class T>
-__device__ inline T source_weight(int mode, int64_t i, int64_t i0, int64_t step, double lambda) {
-    if (mode == WH_UPSAMPLE_NEAREST) return i0 == i ? (T)1 : (T)0;
-    T l = (T)lambda, w = 0;
-    if (i0 == i) w += (T)1 - l;
-    if (i0 + step == i) w += l;
-    return w;
-}
-
-// range[0..H) / [H..2H): the output rows reading input row h; then the
-// same for columns at [2H..2H+W) / [2H+W..2H+2W).
+// range: the reader runs of rows (lo: [0, H), hi: [H, 2H)) then of
+// columns (lo: [2H, 2H+W), hi: [2H+W, 2H+2W)).
 template <class T>
 __global__ void upsample_grad_kernel(resample_geom g, const int64_t *range, const T *gy, T *gx,
                                      int64_t n) {
     WHC_GRID_LOOP(i, n) {
         int64_t w = i % g.W, h = (i / g.W) % g.H, pl = i / (g.W * g.H);
         const int64_t *cr = range + 2 * g.H;
-        const T *gp = gy + pl * g.OH * g.OW;
-        T acc = 0;
-        for (int64_t oh = range[h]; oh < range[g.H + h]; oh++) {
-            int64_t h0, hs;
-            double hl;
-            source_of(g.mode, g.align, oh, g.H, g.OH, &h0, &hs, &hl);
-            T wh = source_weight<T>(g.mode, h, h0, hs, hl);
-            for (int64_t ow = cr[w]; ow < cr[g.W + w]; ow++) {
-                int64_t w0, ws;
-                double wl;
-                source_of(g.mode, g.align, ow, g.W, g.OW, &w0, &ws, &wl);
-                acc += wh * source_weight<T>(g.mode, w, w0, ws, wl) * gp[oh * g.OW + ow];
-            }
-        }
-        gx[i] = acc;
+        gx[i] = upsample_grad_at(g.mode, g.align, gy + pl * g.OH * g.OW, g.H, g.W, g.OH, g.OW,
+                                 range, range + g.H, cr, cr + g.W, h, w);
     }
-}
-
-// For every input index along one axis, the outputs reading it: sources
-// never decrease along the output axis, so they form one run.
-static void reading_ranges(int mode, int align, int64_t in, int64_t out, int64_t *lo, int64_t *hi) {
-    for (int64_t i = 0; i < in; i++) {
-        lo[i] = out;
-        hi[i] = 0;
-    }
-    for (int64_t o = 0; o < out; o++) {
-        int64_t i0, step;
-        double lambda;
-        source_of(mode, align, o, in, out, &i0, &step, &lambda);
-        int64_t srcs[2] = {i0, i0 + step};
-        for (int k = 0; k < 2; k++) {
-            int64_t i = srcs[k];
-            if (o < lo[i]) lo[i] = o;
-            if (o + 1 > hi[i]) hi[i] = o + 1;
-        }
-    }
-    for (int64_t i = 0; i < in; i++)
-        if (hi[i] < lo[i]) lo[i] = hi[i] = 0;
 }
 
 extern "C" wh_status whc_upsample2d_grad(const wh_tensor *gy, int mode, bool align, wh_tensor *gx) {
@@ -306,18 +169,17 @@ extern "C" wh_status whc_upsample2d_grad(const wh_tensor *gy, int mode, bool ali
     if (n == 0) return WH_OK;
     whc_device *d;
     WH_TRY(whc_device_of(gx, &d));
-    resample_geom g = {gx->shape[0] * gx->shape[1], gx->shape[2], gx->shape[3], gy->shape[2],
-                       gy->shape[3], mode, align};
+    resample_geom g = {gx->shape[2], gx->shape[3], gy->shape[2], gy->shape[3], mode, align};
     size_t bytes = sizeof(int64_t) * (size_t)(2 * g.H + 2 * g.W);
     int64_t *host = (int64_t *)malloc(bytes), *dev = NULL;
     if (!host) return whc_fail(WH_ERR_MEMORY, "upsample backward: out of memory");
-    reading_ranges(mode, align, g.H, g.OH, host, host + g.H);
-    reading_ranges(mode, align, g.W, g.OW, host + 2 * g.H, host + 2 * g.H + g.W);
+    wh_resample_readers(mode, align, g.H, g.OH, host, host + g.H);
+    wh_resample_readers(mode, align, g.W, g.OW, host + 2 * g.H, host + 2 * g.H + g.W);
     wh_status st = whc_malloc(d->index, bytes, (void **)&dev);
     if (st == WH_OK) {
         // from pageable memory: returns once `host` has been read
         cudaError_t e = cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, d->stream);
-        if (e != cudaSuccess) st = whc_cuda_error("cudaMemcpyAsync (upsample ranges)", e);
+        if (e != cudaSuccess) st = whc_cuda_error("cudaMemcpyAsync (upsample reader runs)", e);
     }
     if (st == WH_OK) {
         WHC_FLOAT_DISPATCH(gx->dtype,

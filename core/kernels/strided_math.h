@@ -74,6 +74,38 @@ WH_HD static inline void wh_broadcast_strides(int ndim, const int64_t *shape, in
     }
 }
 
+/* Starts a loop over `shape` (ndim 0: one element) with nops operands,
+ * each then set with wh_strided_loop_operand. */
+WH_HD static inline void wh_strided_loop_init(wh_strided_loop *l, int ndim, const int64_t *shape,
+                                              int nops) {
+    l->ndim = ndim > 0 ? ndim : 1;
+    l->nops = nops;
+    for (int d = 0; d < l->ndim; d++) l->shape[d] = ndim > 0 ? shape[d] : 1;
+    for (int k = 0; k < WH_IDX_MAX_OPS; k++) {
+        l->offset[k] = 0;
+        for (int d = 0; d < WH_IDX_MAX_DIMS; d++) l->stride[k][d] = 0;
+    }
+}
+
+/* Operand k: a view (t_ndim, t_shape, t_stride, t_offset) read over the
+ * loop's shape (broadcast); t_shape NULL means a contiguous tensor of
+ * exactly that shape at offset 0. */
+WH_HD static inline void wh_strided_loop_operand(wh_strided_loop *l, int k, int t_ndim,
+                                                 const int64_t *t_shape, const int64_t *t_stride,
+                                                 int64_t t_offset) {
+    if (!t_shape) {
+        int64_t s = 1;
+        for (int d = l->ndim - 1; d >= 0; d--) {
+            l->stride[k][d] = s;
+            s *= l->shape[d];
+        }
+        l->offset[k] = 0;
+        return;
+    }
+    l->offset[k] = t_offset;
+    wh_broadcast_strides(l->ndim, l->shape, t_ndim, t_shape, t_stride, l->stride[k]);
+}
+
 /* Merges neighbouring dims that every operand walks as one (stride[d-1] ==
  * stride[d] * shape[d] for all operands) and drops size-1 dims, so a
  * contiguous tensor becomes one dim and each element costs the GPU fewer
@@ -194,6 +226,29 @@ WH_HD static inline int64_t wh_pad_source(int64_t o, int64_t before, int64_t siz
     if (mode == 0) return -1;
     if (mode == 1) return i < 0 ? -i : 2 * (size - 1) - i;
     return i < 0 ? 0 : size - 1;
+}
+
+/* A padded copy: output element i (row-major over out_shape) reads the
+ * input element at the returned offset (from the input's storage start),
+ * or the fill value when -1.  Dims that are not padded have before = 0 and
+ * out_shape = in_shape. */
+typedef struct {
+    int ndim, mode;
+    int64_t out_shape[WH_IDX_MAX_DIMS], in_shape[WH_IDX_MAX_DIMS];
+    int64_t in_stride[WH_IDX_MAX_DIMS], before[WH_IDX_MAX_DIMS];
+    int64_t in_offset;
+} wh_pad_geom;
+
+WH_HD static inline int64_t wh_pad_source_offset(const wh_pad_geom *p, int64_t i) {
+    int64_t off = p->in_offset;
+    for (int k = p->ndim - 1; k >= 0; k--) {
+        int64_t o = i % p->out_shape[k];
+        i /= p->out_shape[k];
+        int64_t s = wh_pad_source(o, p->before[k], p->in_shape[k], p->mode);
+        if (s < 0) return -1;
+        off += s * p->in_stride[k];
+    }
+    return off;
 }
 
 #endif
