@@ -44,6 +44,14 @@ end
 
 whorl.version = "0.1.0"
 
+-- Training and complete checkpoints (whorl/trainer.lua, whorl/checkpoint.lua),
+-- loaded on first use: they need whorl.nn, which needs this file first.
+function whorl.fit(args) return require("whorl.trainer").fit(args) end
+function whorl.evaluate(...) return require("whorl.trainer").evaluate(...) end
+function whorl.predict(...) return require("whorl.trainer").predict(...) end
+function whorl.save(...) return require("whorl.checkpoint").save(...) end
+function whorl.load(...) return require("whorl.checkpoint").load(...) end
+
 -- Datasets (lua/whorl/data.lua); whorl.image comes from the C module.
 whorl.data = require "whorl.data"
 
