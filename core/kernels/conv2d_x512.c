@@ -371,7 +371,10 @@ wh_status wh__conv2d_bwdw_x512_f32(const wh_conv2d_shape *s, const float *x, con
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
         float *mine = parts_buf + part * (nth > 1 ? omp_get_thread_num() : 0);
-#pragma omp for schedule(dynamic, 1)
+        /* static: which tasks add into which thread's partial sums must not
+         * depend on timing, or dW changes in the last bits from run to run
+         * (fit's bitwise resume, tests/trainer_spec.lua). */
+#pragma omp for schedule(static)
         for (int t = 0; t < ntask; t++) {
             const int n = t / g.nband, oh0 = (t % g.nband) * g.band;
             const int oh1 = oh0 + g.band < s->h_out ? oh0 + g.band : s->h_out;
