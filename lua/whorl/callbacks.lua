@@ -330,8 +330,9 @@ function NaNGuard:on_loss_nonfinite(ctx, epoch, step, value)
     else
         kept = "no checkpoint was written in this run"
     end
+    local what = value ~= value and "NaN" or (value > 0 and "inf" or "-inf")
     ctx.abort = string.format("NaNGuard: the loss became %s at epoch %d, step %d%s; training " ..
-        "stopped before that step's update (%s)", tostring(value), epoch, step, steps, kept)
+        "stopped before that step's update (%s)", what, epoch, step, steps, kept)
     ctx.abort_raises = self.raise
 end
 

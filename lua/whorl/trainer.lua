@@ -146,6 +146,26 @@ local function as_data(who, what, d)
     fail(who, "%s must be {x = tensor, y = tensor} or a dataset with a batches method", what)
 end
 
+-- Runs fn(x, y, w) on each batch of one pass until it returns true.  The
+-- iterator's to-be-closed value (whorl.data's loader) is closed here by
+-- hand: Debian's Lua 5.4.4 fails to close it ("attempt to call a nil value
+-- (metamethod 'close')") when a generic for inside another loop is left by
+-- break.
+local function each_batch(data, batch_size, opts, fn)
+    local f, s, c, closing = data:batches(batch_size, opts)
+    local ok, err = pcall(function()
+        while true do
+            local x, y, w = f(s, c)
+            if x == nil then return end
+            c = x
+            if fn(x, y, w) then return end
+        end
+    end)
+    local mt = closing ~= nil and getmetatable(closing)
+    if mt and mt.__close then mt.__close(closing, (not ok) and err or nil) end
+    if not ok then error(err, 0) end
+end
+
 local function steps_of(data, batch_size)
     local n = data:size()
     return n and (n + batch_size - 1) // batch_size or nil
@@ -247,7 +267,7 @@ local function run_eval(model, loss_fn, metrics, data, batch_size, bar)
     model:eval()
     local ok, res = pcall(whorl.no_grad, function()
         local m, step = means(), 0
-        for x, y, w in data:batches(batch_size, { shuffle = false, seed = 0, epoch = 1 }) do
+        each_batch(data, batch_size, { shuffle = false, seed = 0, epoch = 1 }, function(x, y, w)
             step = step + 1
             y = y or x
             if not whorl.is_tensor(w) then w = nil end
@@ -257,7 +277,7 @@ local function run_eval(model, loss_fn, metrics, data, batch_size, bar)
             m:add("loss", scalar(loss_fn(pred, y, w)), n)
             for _, mt in ipairs(metrics) do m:add(mt.name, scalar(mt.fn(pred, y)), n) end
             if bar then bar:update(step, m:values(), false) end
-        end
+        end)
         m.steps = step
         return m
     end)
@@ -304,11 +324,11 @@ function M.predict(model, x, opts)
     model:eval()
     local ok, res = pcall(whorl.no_grad, function()
         local outs = {}
-        for bx in d:batches(batch_size, { shuffle = false, seed = 0, epoch = 1 }) do
+        each_batch(d, batch_size, { shuffle = false, seed = 0, epoch = 1 }, function(bx)
             local y = model(bx)
             if not whorl.is_tensor(y) then fail(who, "the model returned a %s, not a tensor", type(y)) end
             outs[#outs + 1] = y
-        end
+        end)
         if #outs == 0 then fail(who, "the data gave no batches") end
         if #outs == 1 then return outs[1] end
         return whorl.cat(outs, 1)
@@ -479,7 +499,8 @@ function M.fit(args)
         local bar = progress.new{ target = steps, verbose = verbose, out = output, live = args.live }
         local m, step = means(), 0
         local lr_used = opt:get_lr()
-        for x, y, w in train:batches(batch_size, { shuffle = shuffle, seed = s.seed, epoch = epoch }) do
+        local order = { shuffle = shuffle, seed = s.seed, epoch = epoch }
+        each_batch(train, batch_size, order, function(x, y, w)
             step = step + 1
             y = y or x
             if not whorl.is_tensor(w) then w = nil end
@@ -493,7 +514,7 @@ function M.fit(args)
             local value = loss:item()
             if not is_finite(value) then
                 call(ctx, "on_loss_nonfinite", epoch, step, value)
-                if ctx.abort then break end
+                if ctx.abort then return true end
             end
             loss:backward()
             opt:step()
@@ -506,7 +527,7 @@ function M.fit(args)
             end
             bar:update(step, m:values(), false)
             call(ctx, "on_train_batch_end", step, { loss = value, size = n })
-        end
+        end)
         if ctx.abort then
             if bar.live and verbose == 1 and step > 1 then output:write("\n") end
             break
