@@ -37,6 +37,8 @@ LUA_SRC   := $(wildcard lua/*.c)
 LUA_OBJ   := $(LUA_SRC:%.c=$(BUILD)/%.o)
 CTEST_SRC := $(wildcard tests/c/test_*.c)
 CTEST_BIN := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
+# Lua C modules only the specs load (tests/device_dispatch_spec.lua)
+TEST_MODS := $(BUILD)/tests/fake_device.so
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
@@ -80,7 +82,7 @@ BUSTED  := busted --lua=lua$(LUA_VER)
 
 .PHONY: all deps deps-test test test-c test-lua test-sanitize bench bench-cuda install clean fuzz
 
-all: $(LIB) $(SOLIB) $(LUAMOD) $(CTEST_BIN) $(CUDA_TARGETS)
+all: $(LIB) $(SOLIB) $(LUAMOD) $(CTEST_BIN) $(TEST_MODS) $(CUDA_TARGETS)
 
 deps:
 	@tools/deps.sh build
@@ -115,6 +117,11 @@ $(BUILD)/cuda/%.cu.o: cuda/%.cu $(CUDA_HDRS)
 # through the table it hands over), so a missing one fails here, not at dlopen.
 $(CUDA_LIB): $(CUDA_OBJ)
 	$(CC) -shared -o $@ $^ $(CUDA_LDLIBS) -Wl,-z,defs
+
+# The core's symbols stay undefined: the spec loads whorl.core globally first.
+$(BUILD)/tests/fake_device.so: tests/c/fake_device.c $(wildcard core/*.h core/kernels/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -shared $< -o $@
 
 $(BUILD)/tests/%: tests/c/%.c $(LIB)
 	@mkdir -p $(dir $@)

@@ -17,6 +17,10 @@ void wh_backend_register(const wh_backend *be) {
     if (be && be->type > WH_CPU && (int)be->type < N_DEVICE_TYPES) registry[be->type] = be;
 }
 
+void wh_backend_remove(wh_device_type type) {
+    if ((int)type > 0 && (int)type < N_DEVICE_TYPES) registry[type] = NULL;
+}
+
 const wh_backend *wh_backend_get(wh_device_type type) {
     return (int)type > 0 && (int)type < N_DEVICE_TYPES ? registry[type] : NULL;
 }

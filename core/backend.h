@@ -223,8 +223,10 @@ typedef bool (*wh_backend_init_fn)(const wh_core_api *core, const wh_backend **o
 
 /* ---- registry ------------------------------------------------------------------------ */
 
-/* Installs a backend for its device type (a test may install a fake one). */
+/* Installs a backend for its device type; wh_backend_remove takes it out
+ * again (a test installs a fake one; tensors of the device must be gone). */
 void wh_backend_register(const wh_backend *be);
+void wh_backend_remove(wh_device_type type);
 /* The registered backend of a device type, or NULL. */
 const wh_backend *wh_backend_get(wh_device_type type);
 /* The backend of t's device: NULL on the CPU, which the ops run themselves.
