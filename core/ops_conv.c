@@ -133,184 +133,157 @@ static wh_status conv_backward_device(const wh_backend *be, wh_node *n, bool tra
     return st;
 }
 
-/* ---- conv2d -------------------------------------------------------------------- */
+/* ---- the geometry and kernels of both ops ------------------------------------------- */
 
-static void conv2d_shape_of(const wh_tensor *x, const wh_tensor *w, const wh_conv_params *p,
-                            wh_conv2d_shape *s) {
-    memset(s, 0, sizeof *s);
-    s->n = (int)x->shape[0];
-    s->c_in = (int)x->shape[1];
-    s->h_in = (int)x->shape[2];
-    s->w_in = (int)x->shape[3];
-    s->c_out = (int)w->shape[0];
-    s->kh = (int)w->shape[2];
-    s->kw = (int)w->shape[3];
-    s->stride_h = p->stride[0];
-    s->stride_w = p->stride[1];
-    s->pad_h = p->padding[0];
-    s->pad_w = p->padding[1];
-    s->dil_h = p->dilation[0];
-    s->dil_w = p->dilation[1];
+/* A conv2d or a conv_transpose2d: which one, and its kernel shape. */
+typedef struct {
+    bool transposed;
+    wh_conv2d_shape c;           /* when !transposed */
+    wh_conv_transpose2d_shape t; /* when transposed */
+} conv_geom;
+
+static wh_status geom_init(bool transposed, const wh_tensor *x, const wh_tensor *w,
+                           const wh_conv_params *p, conv_geom *g, int64_t out_shape[4]) {
+    memset(g, 0, sizeof *g);
+    g->transposed = transposed;
+    int n = (int)x->shape[0], c = (int)x->shape[1], h = (int)x->shape[2], wd = (int)x->shape[3];
+    int kh = (int)w->shape[2], kw = (int)w->shape[3];
+    if (!transposed) {
+        wh_conv2d_shape *s = &g->c;
+        *s = (wh_conv2d_shape){n, c, h, wd, (int)w->shape[0], kh, kw, p->stride[0], p->stride[1],
+                               p->padding[0], p->padding[1], p->dilation[0], p->dilation[1], 0, 0};
+        WH_TRY(wh_conv2d_shape_init(s));
+        out_shape[1] = s->c_out, out_shape[2] = s->h_out, out_shape[3] = s->w_out;
+    } else {
+        wh_conv_transpose2d_shape *t = &g->t;
+        t->n = n, t->c_in = c, t->h_in = h, t->w_in = wd;
+        t->c_out = (int)w->shape[1], t->kh = kh, t->kw = kw;
+        t->stride_h = p->stride[0], t->stride_w = p->stride[1];
+        t->pad_h = p->padding[0], t->pad_w = p->padding[1];
+        t->dil_h = p->dilation[0], t->dil_w = p->dilation[1];
+        t->out_pad_h = p->output_padding[0], t->out_pad_w = p->output_padding[1];
+        WH_TRY(wh_conv_transpose2d_shape_init(t));
+        out_shape[1] = t->c_out, out_shape[2] = t->h_out, out_shape[3] = t->w_out;
+    }
+    out_shape[0] = n;
+    return WH_OK;
 }
 
-static wh_status conv2d_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
+/* y = act(op(x, w) + b) on the CPU (contiguous tensors). */
+static wh_status kernel_forward(const conv_geom *g, wh_tensor *x, wh_tensor *w, wh_tensor *b,
+                                wh_activation act, wh_tensor *y) {
+    if (x->dtype == WH_FLOAT32) {
+        const float *X = DATA(x, float), *W = DATA(w, float), *B = DATA(b, float);
+        return g->transposed ? wh_conv_transpose2d_forward_f32(&g->t, X, W, B, act, DATA(y, float))
+                             : wh_conv2d_forward_f32(&g->c, X, W, B, act, DATA(y, float));
+    }
+    const double *X = DATA(x, double), *W = DATA(w, double), *B = DATA(b, double);
+    return g->transposed ? wh_conv_transpose2d_forward_f64(&g->t, X, W, B, act, DATA(y, double))
+                         : wh_conv2d_forward_f64(&g->c, X, W, B, act, DATA(y, double));
+}
+
+/* dx from the pre-activation gradient dy. */
+static wh_status kernel_backward_input(const conv_geom *g, wh_tensor *dy, wh_tensor *w,
+                                       wh_tensor *dx) {
+    if (dy->dtype == WH_FLOAT32) {
+        const float *DY = DATA(dy, float), *W = DATA(w, float);
+        return g->transposed ? wh_conv_transpose2d_backward_input_f32(&g->t, DY, W, DATA(dx, float))
+                             : wh_conv2d_backward_input_f32(&g->c, DY, W, DATA(dx, float));
+    }
+    const double *DY = DATA(dy, double), *W = DATA(w, double);
+    return g->transposed ? wh_conv_transpose2d_backward_input_f64(&g->t, DY, W, DATA(dx, double))
+                         : wh_conv2d_backward_input_f64(&g->c, DY, W, DATA(dx, double));
+}
+
+/* dw and db (may be NULL) from x and the pre-activation gradient dy. */
+static wh_status kernel_backward_weight(const conv_geom *g, wh_tensor *x, wh_tensor *dy,
+                                        wh_tensor *dw, wh_tensor *db) {
+    if (x->dtype == WH_FLOAT32) {
+        const float *X = DATA(x, float), *DY = DATA(dy, float);
+        float *DW = DATA(dw, float), *DB = DATA(db, float);
+        return g->transposed ? wh_conv_transpose2d_backward_weight_f32(&g->t, X, DY, DW, DB)
+                             : wh_conv2d_backward_weight_f32(&g->c, X, DY, DW, DB);
+    }
+    const double *X = DATA(x, double), *DY = DATA(dy, double);
+    double *DW = DATA(dw, double), *DB = DATA(db, double);
+    return g->transposed ? wh_conv_transpose2d_backward_weight_f64(&g->t, X, DY, DW, DB)
+                         : wh_conv2d_backward_weight_f64(&g->c, X, DY, DW, DB);
+}
+
+/* ---- the ops ---------------------------------------------------------------------------- */
+
+/* iarg[9] says which op the node belongs to. */
+static wh_status conv_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
     wh_conv_params p;
     load_params(n, &p);
+    bool transposed = n->iarg[9] != 0;
     wh_tensor *x, *w, *gpre;
     WH_TRY(wh_node_saved(n, 0, &x));
     WH_TRY(wh_node_saved(n, 1, &w));
+    int64_t bias_len = w->shape[transposed ? 1 : 0];
     const wh_backend *be = wh_backend_of(x);
-    if (be) return conv_backward_device(be, n, false, x, w, g, w->shape[0], gin);
-    wh_conv2d_shape s;
-    conv2d_shape_of(x, w, &p, &s);
-    WH_TRY(wh_conv2d_shape_init(&s));
+    if (be) return conv_backward_device(be, n, transposed, x, w, g, bias_len, gin);
+    conv_geom geom;
+    int64_t out_shape[4];
+    WH_TRY(geom_init(transposed, x, w, &p, &geom, out_shape));
     WH_TRY(preactivation_grad(n, g, &gpre));
-    bool f32 = x->dtype == WH_FLOAT32;
     wh_status st = WH_OK;
     if (wh_node_needs_grad(n, 0)) {
         st = wh_tensor_empty_like(x, &gin[0]);
-        if (st == WH_OK)
-            st = f32 ? wh_conv2d_backward_input_f32(&s, DATA(gpre, float), DATA(w, float), DATA(gin[0], float))
-                     : wh_conv2d_backward_input_f64(&s, DATA(gpre, double), DATA(w, double), DATA(gin[0], double));
+        if (st == WH_OK) st = kernel_backward_input(&geom, gpre, w, gin[0]);
     }
     bool need_w = wh_node_needs_grad(n, 1), need_b = wh_node_needs_grad(n, 2);
     if (st == WH_OK && (need_w || need_b)) {
+        /* The kernels produce dw and db together; dw is dropped when only the
+         * bias needs a gradient. */
         wh_tensor *dw = NULL;
         st = wh_tensor_empty_like(w, &dw);
-        if (st == WH_OK && need_b) st = wh_tensor_empty(x->dtype, 1, &w->shape[0], NULL, &gin[2]);
-        if (st == WH_OK)
-            st = f32 ? wh_conv2d_backward_weight_f32(&s, DATA(x, float), DATA(gpre, float),
-                                                     DATA(dw, float), DATA(gin[2], float))
-                     : wh_conv2d_backward_weight_f64(&s, DATA(x, double), DATA(gpre, double),
-                                                     DATA(dw, double), DATA(gin[2], double));
+        if (st == WH_OK && need_b) st = wh_tensor_empty(x->dtype, 1, &bias_len, NULL, &gin[2]);
+        if (st == WH_OK) st = kernel_backward_weight(&geom, x, gpre, dw, gin[2]);
         if (st == WH_OK && need_w) gin[1] = dw;
         else wh_tensor_release(dw);
     }
     wh_tensor_release(gpre);
+    return st;
+}
+
+static wh_status conv_forward(const char *name, bool transposed, wh_tensor *x, wh_tensor *w,
+                              wh_tensor *b, const wh_conv_params *p, wh_tensor **out) {
+    WH_TRY(check_conv_args(name, x, w, b, transposed ? 0 : 1, transposed ? 1 : 0, p));
+    conv_geom geom;
+    int64_t shape[4];
+    WH_TRY(geom_init(transposed, x, w, p, &geom, shape));
+    wh_tensor *xc, *wc, *bc;
+    WH_TRY(contig3(x, w, b, &xc, &wc, &bc));
+    wh_status st = wh_tensor_empty(x->dtype, 4, shape, x->storage->allocator, out);
+    wh_activation act = (wh_activation)p->activation;
+    const wh_backend *be = wh_backend_of(x);
+    if (st == WH_OK && be) st = be->conv2d(p, transposed, xc, wc, bc, *out);
+    else if (st == WH_OK) st = kernel_forward(&geom, xc, wc, bc, act, *out);
+    wh_tensor *inputs[3] = {x, w, b};
+    wh_node *node = NULL;
+    if (st == WH_OK) st = wh_record(name, conv_backward, 3, inputs, *out, &node);
+    if (st == WH_OK && node) {
+        store_params(node, p);
+        node->iarg[9] = transposed;
+        if ((st = wh_node_save(node, xc)) == WH_OK && (st = wh_node_save(node, wc)) == WH_OK &&
+            act != WH_ACT_NONE)
+            st = wh_node_save(node, *out);
+    }
+    wh_tensor_release(xc);
+    wh_tensor_release(wc);
+    wh_tensor_release(bc);
+    if (st != WH_OK) wh_tensor_clear(out);
     return st;
 }
 
 wh_status wh_conv2d(wh_tensor *x, wh_tensor *w, wh_tensor *b, const wh_conv_params *p,
                     wh_tensor **out) {
-    WH_TRY(check_conv_args("conv2d", x, w, b, 1, 0, p));
-    wh_conv2d_shape s;
-    conv2d_shape_of(x, w, p, &s);
-    WH_TRY(wh_conv2d_shape_init(&s));
-    wh_tensor *xc, *wc, *bc;
-    WH_TRY(contig3(x, w, b, &xc, &wc, &bc));
-    int64_t shape[4] = {s.n, s.c_out, s.h_out, s.w_out};
-    wh_status st = wh_tensor_empty(x->dtype, 4, shape, x->storage->allocator, out);
-    wh_activation act = (wh_activation)p->activation;
-    const wh_backend *be = wh_backend_of(x);
-    if (st == WH_OK && be) st = be->conv2d(p, false, xc, wc, bc, *out);
-    else if (st == WH_OK)
-        st = x->dtype == WH_FLOAT32
-                 ? wh_conv2d_forward_f32(&s, DATA(xc, float), DATA(wc, float), DATA(bc, float), act, DATA(*out, float))
-                 : wh_conv2d_forward_f64(&s, DATA(xc, double), DATA(wc, double), DATA(bc, double), act, DATA(*out, double));
-    wh_tensor *inputs[3] = {x, w, b};
-    wh_node *node = NULL;
-    if (st == WH_OK) st = wh_record("conv2d", conv2d_backward, 3, inputs, *out, &node);
-    if (st == WH_OK && node) {
-        store_params(node, p);
-        if ((st = wh_node_save(node, xc)) == WH_OK && (st = wh_node_save(node, wc)) == WH_OK &&
-            act != WH_ACT_NONE)
-            st = wh_node_save(node, *out);
-    }
-    wh_tensor_release(xc);
-    wh_tensor_release(wc);
-    wh_tensor_release(bc);
-    if (st != WH_OK) wh_tensor_clear(out);
-    return st;
+    return conv_forward("conv2d", false, x, w, b, p, out);
 }
 
-/* ---- conv_transpose2d ------------------------------------------------------------ */
-
-static void transpose_shape_of(const wh_tensor *x, const wh_tensor *w, const wh_conv_params *p,
-                               wh_conv_transpose2d_shape *t) {
-    memset(t, 0, sizeof *t);
-    t->n = (int)x->shape[0];
-    t->c_in = (int)x->shape[1];
-    t->h_in = (int)x->shape[2];
-    t->w_in = (int)x->shape[3];
-    t->c_out = (int)w->shape[1];
-    t->kh = (int)w->shape[2];
-    t->kw = (int)w->shape[3];
-    t->stride_h = p->stride[0];
-    t->stride_w = p->stride[1];
-    t->pad_h = p->padding[0];
-    t->pad_w = p->padding[1];
-    t->dil_h = p->dilation[0];
-    t->dil_w = p->dilation[1];
-    t->out_pad_h = p->output_padding[0];
-    t->out_pad_w = p->output_padding[1];
-}
-
-static wh_status conv_transpose2d_backward(wh_node *n, wh_tensor *g, wh_tensor **gin) {
-    wh_conv_params p;
-    load_params(n, &p);
-    wh_tensor *x, *w, *gpre;
-    WH_TRY(wh_node_saved(n, 0, &x));
-    WH_TRY(wh_node_saved(n, 1, &w));
-    const wh_backend *be = wh_backend_of(x);
-    if (be) return conv_backward_device(be, n, true, x, w, g, w->shape[1], gin);
-    wh_conv_transpose2d_shape t;
-    transpose_shape_of(x, w, &p, &t);
-    WH_TRY(wh_conv_transpose2d_shape_init(&t));
-    WH_TRY(preactivation_grad(n, g, &gpre));
-    bool f32 = x->dtype == WH_FLOAT32;
-    wh_status st = WH_OK;
-    if (wh_node_needs_grad(n, 0)) {
-        st = wh_tensor_empty_like(x, &gin[0]);
-        if (st == WH_OK)
-            st = f32 ? wh_conv_transpose2d_backward_input_f32(&t, DATA(gpre, float), DATA(w, float), DATA(gin[0], float))
-                     : wh_conv_transpose2d_backward_input_f64(&t, DATA(gpre, double), DATA(w, double), DATA(gin[0], double));
-    }
-    bool need_w = wh_node_needs_grad(n, 1), need_b = wh_node_needs_grad(n, 2);
-    if (st == WH_OK && (need_w || need_b)) {
-        wh_tensor *dw = NULL;
-        st = wh_tensor_empty_like(w, &dw);
-        if (st == WH_OK && need_b) st = wh_tensor_empty(x->dtype, 1, &w->shape[1], NULL, &gin[2]);
-        if (st == WH_OK)
-            st = f32 ? wh_conv_transpose2d_backward_weight_f32(&t, DATA(x, float), DATA(gpre, float),
-                                                               DATA(dw, float), DATA(gin[2], float))
-                     : wh_conv_transpose2d_backward_weight_f64(&t, DATA(x, double), DATA(gpre, double),
-                                                               DATA(dw, double), DATA(gin[2], double));
-        if (st == WH_OK && need_w) gin[1] = dw;
-        else wh_tensor_release(dw);
-    }
-    wh_tensor_release(gpre);
-    return st;
-}
-
+/* weight (C_in, C_out, KH, KW), as in PyTorch. */
 wh_status wh_conv_transpose2d(wh_tensor *x, wh_tensor *w, wh_tensor *b, const wh_conv_params *p,
                               wh_tensor **out) {
-    WH_TRY(check_conv_args("conv_transpose2d", x, w, b, 0, 1, p));
-    wh_conv_transpose2d_shape t;
-    transpose_shape_of(x, w, p, &t);
-    WH_TRY(wh_conv_transpose2d_shape_init(&t));
-    wh_tensor *xc, *wc, *bc;
-    WH_TRY(contig3(x, w, b, &xc, &wc, &bc));
-    int64_t shape[4] = {t.n, t.c_out, t.h_out, t.w_out};
-    wh_status st = wh_tensor_empty(x->dtype, 4, shape, x->storage->allocator, out);
-    wh_activation act = (wh_activation)p->activation;
-    const wh_backend *be = wh_backend_of(x);
-    if (st == WH_OK && be) st = be->conv2d(p, true, xc, wc, bc, *out);
-    else if (st == WH_OK)
-        st = x->dtype == WH_FLOAT32
-                 ? wh_conv_transpose2d_forward_f32(&t, DATA(xc, float), DATA(wc, float), DATA(bc, float), act, DATA(*out, float))
-                 : wh_conv_transpose2d_forward_f64(&t, DATA(xc, double), DATA(wc, double), DATA(bc, double), act, DATA(*out, double));
-    wh_tensor *inputs[3] = {x, w, b};
-    wh_node *node = NULL;
-    if (st == WH_OK) st = wh_record("conv_transpose2d", conv_transpose2d_backward, 3, inputs, *out, &node);
-    if (st == WH_OK && node) {
-        store_params(node, p);
-        if ((st = wh_node_save(node, xc)) == WH_OK && (st = wh_node_save(node, wc)) == WH_OK &&
-            act != WH_ACT_NONE)
-            st = wh_node_save(node, *out);
-    }
-    wh_tensor_release(xc);
-    wh_tensor_release(wc);
-    wh_tensor_release(bc);
-    if (st != WH_OK) wh_tensor_clear(out);
-    return st;
+    return conv_forward("conv_transpose2d", true, x, w, b, p, out);
 }
