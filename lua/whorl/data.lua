@@ -22,6 +22,9 @@
 --   dtype = "uint8"         storage: "uint8" (1/255 steps) or "float32"
 --   cache = false | true | path   true: $WHORL_CACHE, $XDG_CACHE_HOME/whorl
 --                           or ~/.cache/whorl, a file named after the folder
+-- and per layout: recursive = true (folder, paired, fvc); levels = {"Easy",
+-- ...}, types = {"CR", "Obl", "Zcut"}, include_real = false (socofing: the
+-- real images as their own targets too).
 --
 -- Methods: #ds, ds:item(i), ds:load(), ds:get(i) -> x[, y] (1,H,W) float32,
 -- ds:split(fractions, {seed=, by=}) -> parts, ds:subset(indices),
