@@ -24,8 +24,8 @@
  *   image.equalize(img, {bins=256}) -> histogram equalisation
  *   image.clahe(img, {tiles={8,8}, clip=2.0, bins=256})
  *   image.resample_dpi(img, from_dpi, to_dpi)
- *   image.preprocess(img, opts) -> the pipeline whorl.data uses (see
- *       push_preprocess_opts below) */
+ *   image.preprocess(img, opts) -> image, box: the pipeline whorl.data uses
+ *       (options: see whl_opt_preprocess below) */
 #include <string.h>
 
 #include "binding.h"
