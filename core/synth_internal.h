@@ -18,8 +18,12 @@ typedef struct {
     double visible;      /* rows of the finger inside the canvas */
 } synth_silhouette;
 
+/* The master canvas extends the output frame by a margin on every side so
+ * that an impression's rigid motion and distortion pull in grown ridges
+ * rather than blank canvas.  Master coordinates = output + (ox, oy). */
 typedef struct {
-    int h, w;
+    int h, w;             /* master canvas */
+    int oh, ow, ox, oy;   /* output frame size and its offset in the canvas */
     int cls;
     double period;        /* requested mean period (pixels) */
     synth_silhouette sil;

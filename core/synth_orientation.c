@@ -53,7 +53,7 @@ double synth_silhouette_radius(const synth_silhouette *s, double x, double y) {
         return sqrt(u * u + v * v);
     }
     double v = (y - yc) / s->body_height;
-    return pow(pow(u, 4.0) + pow(v, 4.0), 0.25);
+    return sqrt(sqrt(u * u * u * u + v * v * v * v));
 }
 
 /* A finger about 0.7 times as wide as tall, tip near the top edge, the lower
@@ -177,7 +177,7 @@ static void zero_pole_field(synth_master *m, wh_synth_rng *rng) {
             double t = 0;
             for (int k = 0; k < m->nsingular; k++) {
                 const wh_fp_point *p = &m->singular[k];
-                double g = vg_correct(corr[k], atan2(y + 0.5 - p->y, x + 0.5 - p->x));
+                double g = vg_correct(corr[k], atan2f((float)(y + 0.5 - p->y), (float)(x + 0.5 - p->x)));
                 t += p->kind > 0 ? g : -g;
             }
             m->orientation[(size_t)y * m->w + x] = wrap_pi(0.5 * t);
@@ -190,7 +190,7 @@ static void arch_field(synth_master *m, wh_synth_rng *rng, double arch_u, double
     double x0 = m->sil.cx + arch_u * m->sil.half_width;
     double y0 = m->sil.top + arch_v * m->sil.visible;
     double width = m->sil.half_width * wh_synth_rng_range(rng, 0.35, 0.55);
-    double height = width * wh_synth_rng_range(rng, 0.5, 1.0);
+    double height = width * wh_synth_rng_range(rng, 0.9, 1.6);
     double spread = m->sil.visible * wh_synth_rng_range(rng, 0.25, 0.4);
 #pragma omp parallel for schedule(static)
     for (int y = 0; y < m->h; y++) {
@@ -209,7 +209,7 @@ static void arch_field(synth_master *m, wh_synth_rng *rng, double arch_u, double
  * (SFinGe's density map), a slow random undulation, scaled so the mean over
  * the foreground is the requested period, clamped to [0.78, 1.33] of it
  * (7-12 px around 9 px at 500 dpi). */
-static void period_map(synth_master *m, wh_synth_rng *rng, double core_y, double delta_y) {
+static wh_status period_map(synth_master *m, wh_synth_rng *rng, double core_y, double delta_y) {
     double kx[3], ky[3], ph[3];
     for (int i = 0; i < 3; i++) {
         double len = m->sil.visible * wh_synth_rng_range(rng, 0.6, 1.5);
@@ -221,12 +221,26 @@ static void period_map(synth_master *m, wh_synth_rng *rng, double core_y, double
     double up = wh_synth_rng_range(rng, 0.12, 0.22), down = wh_synth_rng_range(rng, 0.08, 0.18);
     double ramp = 0.3 * m->sil.visible;
     double sum = 0, wsum = 0;
+    /* cos(kx x + ky y + ph) = cx cy - sx sy with per-column and per-row tables */
+    double *cs = malloc(sizeof(double) * 4 * 3 * (size_t)(m->w + m->h));
+    if (!cs) return wh_fail(WH_ERR_MEMORY, "synth: out of memory for the period map");
+    double *colc = cs, *cols = colc + 3 * (size_t)m->w, *rowc = cols + 3 * (size_t)m->w, *rows = rowc + 3 * (size_t)m->h;
+    for (int x = 0; x < m->w; x++)
+        for (int i = 0; i < 3; i++) {
+            colc[3 * x + i] = cos(kx[i] * x + ph[i]);
+            cols[3 * x + i] = sin(kx[i] * x + ph[i]);
+        }
+    for (int y = 0; y < m->h; y++)
+        for (int i = 0; i < 3; i++) {
+            rowc[3 * y + i] = cos(ky[i] * y);
+            rows[3 * y + i] = sin(ky[i] * y);
+        }
     for (int y = 0; y < m->h; y++) {
         double f = 1.0 + up * synth_smoothstep(0, ramp, core_y - y) +
                    down * synth_smoothstep(0, ramp, y - delta_y);
         for (int x = 0; x < m->w; x++) {
             double n = 0;
-            for (int i = 0; i < 3; i++) n += cos(kx[i] * x + ky[i] * y + ph[i]);
+            for (int i = 0; i < 3; i++) n += colc[3 * x + i] * rowc[3 * y + i] - cols[3 * x + i] * rows[3 * y + i];
             double v = f * (1.0 + 0.025 * n);
             size_t o = (size_t)y * m->w + x;
             m->period_map[o] = (float)v;
@@ -234,16 +248,21 @@ static void period_map(synth_master *m, wh_synth_rng *rng, double core_y, double
             wsum += m->mask[o];
         }
     }
+    free(cs);
     double scale = m->period / (wsum > 0 ? sum / wsum : 1.0);
     size_t n = (size_t)m->h * m->w;
     for (size_t i = 0; i < n; i++)
         m->period_map[i] = (float)synth_clamp(m->period_map[i] * scale, 0.78 * m->period, 1.33 * m->period);
+    return WH_OK;
 }
 
 wh_status synth_master_layout(const wh_synth_params *p, wh_synth_rng *rng, synth_master *m) {
     memset(m, 0, sizeof *m);
-    m->h = p->height;
-    m->w = p->width;
+    m->oh = p->height;
+    m->ow = p->width;
+    m->ox = m->oy = (int)ceil(0.12 * fmax(p->height, p->width));
+    m->h = m->oh + 2 * m->oy;
+    m->w = m->ow + 2 * m->ox;
     size_t n = (size_t)m->h * m->w;
     m->orientation = malloc(n * sizeof(float));
     m->period_map = malloc(n * sizeof(float));
@@ -259,7 +278,9 @@ wh_status synth_master_layout(const wh_synth_params *p, wh_synth_rng *rng, synth
     double period = wh_synth_rng_range(rng, 8.2, 10.0) * p->dpi / 500.0;
     m->cls = p->cls >= 0 ? p->cls : cls;
     m->period = p->period > 0 ? p->period : period;
-    draw_silhouette(m->h, m->w, rng, &m->sil);
+    draw_silhouette(m->oh, m->ow, rng, &m->sil);
+    m->sil.cx += m->ox;
+    m->sil.top += m->oy;
     fill_mask(m);
     double arch_u = 0, arch_v = 0.5;
     place_singular_points(m, rng, &arch_u, &arch_v);
@@ -275,6 +296,7 @@ wh_status synth_master_layout(const wh_synth_params *p, wh_synth_rng *rng, synth
     } else {
         arch_field(m, rng, arch_u, arch_v);
     }
-    period_map(m, rng, core_y, delta_y);
-    return WH_OK;
+    wh_status st = period_map(m, rng, core_y, delta_y);
+    if (st != WH_OK) synth_master_free(m);
+    return st;
 }

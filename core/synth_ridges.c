@@ -14,10 +14,12 @@
 
 #include "synth_internal.h"
 
-enum { BANK_ORIENTATIONS = 32, BANK_MAX_PERIODS = 24, BLOCK = 8, MAX_ITERATIONS = 40,
+enum { BANK_ORIENTATIONS = 32, BANK_MAX_PERIODS = 24, BLOCK = 8, MAX_ITERATIONS = 25,
        MAX_CHUNKS = 10 /* kernel rows of at most 80 floats: radius <= 39 */ };
 static const double PERIOD_STEP = 1.05; /* ratio between neighbouring periods of the bank */
-static const double GAIN = 1.6;         /* > 1 so patterns saturate and spread */
+/* > 1 so patterns saturate and spread; higher gains spread faster (fewer
+ * iterations) and give crisper ridges */
+static const double GAIN = 3.5;
 
 typedef struct {
     int radius, kh, kwp; /* kernel rows = 2 radius + 1, padded row length */
@@ -121,20 +123,31 @@ typedef struct {
     int *filter;        /* (h, w) bank index, -1 outside the growth domain */
     int bh, bw;
     unsigned char *active, *near; /* (bh, bw) blocks with content / near content */
+    unsigned char *full;          /* (bh, bw) blocks mostly inside the domain */
 } grow_state;
 
 static inline float *at(const grow_state *g, float *buf, int y, int x) {
     return buf + (size_t)(y + g->pad) * g->stride + (x + g->pad);
 }
 
-/* near = blocks within reach of the kernel from a block holding a nonzero value */
-static void update_activity(grow_state *g) {
-    memset(g->active, 0, (size_t)g->bh * g->bw);
+/* active = blocks holding a nonzero value; near = blocks within reach of
+ * the kernel from an active one.  Returns how many full blocks have not
+ * grown yet: a grown block holds a saturated value (a block spans most of
+ * a period, so a pattern puts a ridge or valley centre in it). */
+static long update_activity(grow_state *g) {
+    float *peak = (float *)g->next; /* scratch: next is overwritten by the step */
+    memset(peak, 0, (size_t)g->bh * g->bw * sizeof(float));
     for (int y = 0; y < g->h; y++) {
         const float *row = at(g, g->cur, y, 0);
-        for (int x = 0; x < g->w; x++)
-            if (row[x] != 0) g->active[(y / BLOCK) * g->bw + x / BLOCK] = 1;
+        float *pk = peak + (size_t)(y / BLOCK) * g->bw;
+        for (int x = 0; x < g->w; x++) pk[x / BLOCK] = fmaxf(pk[x / BLOCK], fabsf(row[x]));
     }
+    long ungrown = 0;
+    for (int b = 0; b < g->bh * g->bw; b++) {
+        g->active[b] = peak[b] > 0;
+        ungrown += g->full[b] && peak[b] < 0.9f;
+    }
+    memset(peak, 0, (size_t)g->bh * g->bw * sizeof(float));
     int reach = (g->pad + BLOCK - 1) / BLOCK;
     for (int by = 0; by < g->bh; by++)
         for (int bx = 0; bx < g->bw; bx++) {
@@ -146,11 +159,11 @@ static void update_activity(grow_state *g) {
                 }
             g->near[by * g->bw + bx] = v;
         }
+    return ungrown;
 }
 
-/* One growth step cur -> next; returns how many domain pixels changed sign
- * or are still blank. */
-static long grow_step(grow_state *g, const gabor_bank *b, double gain, bool final) {
+/* One growth step cur -> next; returns how many pixels changed sign. */
+static long grow_step(grow_state *g, const gabor_bank *b, double gain) {
     size_t per = (size_t)b->kh * b->kwp;
     long changed = 0;
 #pragma omp parallel for schedule(dynamic, 4) reduction(+ : changed)
@@ -161,13 +174,12 @@ static long grow_step(grow_state *g, const gabor_bank *b, double gain, bool fina
             int f = g->filter[(size_t)y * g->w + x];
             if (f < 0 || !g->near[(y / BLOCK) * g->bw + x / BLOCK]) {
                 out[x] = 0;
-                changed += f >= 0;
                 continue;
             }
             const float *src = g->cur + (size_t)y * g->stride + x; /* window top-left */
             float v = (float)gain * window_response(src, g->stride, b->kernels + per * f, b->kh, b->kwp);
             v = v > 1.f ? 1.f : v < -1.f ? -1.f : v;
-            if (!final) changed += (v > 0) != (in[x] > 0) || v == 0;
+            changed += in[x] != 0 && (v > 0) != (in[x] > 0);
             out[x] = v;
         }
     }
@@ -199,6 +211,7 @@ static void free_state(grow_state *g) {
     free(g->filter);
     free(g->active);
     free(g->near);
+    free(g->full);
 }
 
 wh_status synth_grow_ridges(synth_master *m, wh_synth_rng *rng) {
@@ -220,7 +233,12 @@ wh_status synth_grow_ridges(synth_master *m, wh_synth_rng *rng) {
     g.filter = malloc(n * sizeof(int));
     g.active = malloc((size_t)g.bh * g.bw);
     g.near = malloc((size_t)g.bh * g.bw);
-    if (!g.cur || !g.next || !g.filter || !g.active || !g.near) {
+    g.full = calloc((size_t)g.bh * g.bw, 1);
+    int *inside = calloc((size_t)g.bh * g.bw, sizeof(int));
+    /* the block maps borrow g.next as scratch */
+    if (!g.cur || !g.next || !g.filter || !g.active || !g.near || !g.full || !inside ||
+        total < (size_t)g.bh * g.bw) {
+        free(inside);
         free_state(&g);
         free(bank.kernels);
         return wh_fail(WH_ERR_MEMORY, "synth: out of memory growing the ridges");
@@ -234,24 +252,31 @@ wh_status synth_grow_ridges(synth_master *m, wh_synth_rng *rng) {
             bool in = synth_silhouette_radius(&m->sil, x + 0.5, y + 0.5) < margin;
             g.filter[o] = in ? bank_index(&bank, m->orientation[o], m->period_map[o]) : -1;
             domain += in;
+            inside[(y / BLOCK) * g.bw + x / BLOCK] += in;
         }
-    /* about one seed per (6 periods)^2 of skin */
-    int seeds = 1 + (int)(domain / (36.0 * m->period * m->period));
+    for (int b = 0; b < g.bh * g.bw; b++) g.full[b] = inside[b] >= BLOCK * BLOCK / 2;
+    free(inside);
+    /* one seed per (3 periods)^2 of skin: fronts meet after a few steps;
+     * sparser seeds give no fewer minutiae, only more iterations */
+    int seeds = 1 + (int)(domain / (9.0 * m->period * m->period));
     for (int s = 0, tries = 0; s < seeds && tries < 100 * seeds; tries++) {
         int x = wh_synth_rng_int(rng, m->w), y = wh_synth_rng_int(rng, m->h);
         if (g.filter[(size_t)y * m->w + x] < 0) continue;
         plant_seed(&g, m, x, y, wh_synth_rng_range(rng, 0, 2 * M_PI));
         s++;
     }
+    /* until every block has grown and fewer than 3% of the pixels still
+     * flip (minutiae drift for a long time; their moves no longer matter) */
+    long flips = domain;
     for (int it = 0; it < MAX_ITERATIONS; it++) {
-        update_activity(&g);
-        long changed = grow_step(&g, &bank, GAIN, false);
-        if (changed <= domain / 50) break;
+        long ungrown = update_activity(&g);
+        if (ungrown == 0 && flips <= 3 * domain / 100) break;
+        flips = grow_step(&g, &bank, GAIN);
     }
     /* a last, unclipped pass rounds the square profile into a smooth one
      * (a saturated square wave answers with amplitude 4/pi) */
     update_activity(&g);
-    grow_step(&g, &bank, M_PI / 4, true);
+    grow_step(&g, &bank, M_PI / 4);
     for (int y = 0; y < m->h; y++) memcpy(m->ridges + (size_t)y * m->w, at(&g, g.cur, y, 0), m->w * sizeof(float));
     free_state(&g);
     free(bank.kernels);
