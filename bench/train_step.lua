@@ -78,7 +78,7 @@ local function parse(line)
     local who, rest = line:match("^(%a+) (case=.*)$")
     if not who then return nil end
     local r = { who = who }
-    for k, v in rest:gmatch("(%w+)=(%S+)") do r[k] = tonumber(v) or v end
+    for k, v in rest:gmatch("([%w_]+)=(%S+)") do r[k] = tonumber(v) or v end
     return r
 end
 
