@@ -88,13 +88,17 @@ static wh_status png_check_chunks(const unsigned char *d, size_t n, const char *
 }
 
 /* ---- JPEG marker structure (ITU T.81, annex B) ------------------------------------
- * Walked before stb sees the file, for two reasons.  A truncated file must
- * fail: stb pads missing scan data with zeros, so the walk must reach the
- * end-of-image marker.  And stb v2.27 trusts the symbol counts of a Huffman
- * table (DHT): counts summing to more than 256 overflow its tables (found by
- * the fuzz target), so each table is checked here. */
+ * Walked before stb sees the file.  A truncated file must fail: stb pads
+ * missing scan data with zeros, so the walk must reach the end-of-image
+ * marker.  And two holes of stb v2.27, both found by the fuzz target, are
+ * closed here: it trusts the symbol counts of a Huffman table (counts summing
+ * to more than 256 overflow its tables), and it decodes a scan with a Huffman
+ * table that no DHT segment defined (its tables are uninitialised memory
+ * then, and indices run out of bounds).  So each table is checked, and each
+ * scan may only use tables defined before it. */
 
-static wh_status jpeg_check_dht(const unsigned char *s, size_t len, const char *name, size_t at) {
+static wh_status jpeg_check_dht(const unsigned char *s, size_t len, const char *name, size_t at,
+                                unsigned *defined) {
     while (len > 0) {
         if (len < 17)
             return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: short Huffman table at offset %zu",
@@ -107,15 +111,38 @@ static wh_status jpeg_check_dht(const unsigned char *s, size_t len, const char *
         if (total > 256 || 17 + (size_t)total > len)
             return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: Huffman table at offset %zu declares "
                            "%u symbols", name, at, total);
+        *defined |= 1u << (tc * 4 + th); /* bits 0-3: DC tables, 4-7: AC tables */
         s += 17 + total;
         len -= 17 + total;
     }
     return WH_OK;
 }
 
+/* The Huffman tables a scan (SOS segment s of len bytes) decodes with must
+ * have been defined.  A sequential scan uses every DC and AC table it names;
+ * a progressive one only the DC tables of a first DC scan (Ss = 0, Ah = 0)
+ * or the AC table of an AC scan (Ss > 0). */
+static wh_status jpeg_check_sos(const unsigned char *s, size_t len, const char *name, size_t at,
+                                unsigned defined, bool progressive) {
+    unsigned ns = len ? s[0] : 0;
+    if (ns < 1 || ns > 4 || len != 1 + 2 * (size_t)ns + 3)
+        return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: scan header at offset %zu", name, at);
+    unsigned ss = s[1 + 2 * ns], ah = s[3 + 2 * ns] >> 4;
+    bool need_dc = !progressive || (ss == 0 && ah == 0), need_ac = !progressive || ss > 0;
+    for (unsigned i = 0; i < ns; i++) {
+        unsigned td = s[2 + 2 * i] >> 4, ta = s[2 + 2 * i] & 15;
+        if ((need_dc && (td > 3 || !(defined >> td & 1))) ||
+            (need_ac && (ta > 3 || !(defined >> (4 + ta) & 1))))
+            return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: the scan at offset %zu uses a Huffman "
+                           "table that was never defined", name, at);
+    }
+    return WH_OK;
+}
+
 static wh_status jpeg_check_markers(const unsigned char *d, size_t n, const char *name,
                                     bool info_only) {
-    bool in_scan = false;
+    bool in_scan = false, progressive = false;
+    unsigned defined = 0;
     size_t p = 2; /* after SOI */
     while (p < n) {
         if (d[p] != 0xFF) {
@@ -142,9 +169,11 @@ static wh_status jpeg_check_markers(const unsigned char *d, size_t n, const char
             return wh_fail(WH_ERR_FORMAT, "%s: corrupt JPEG: marker segment of length %zu at "
                            "offset %zu", name, len, p);
         if (p + 2 + len > n) break;
-        if (m == 0xC4) WH_TRY(jpeg_check_dht(d + p + 4, len - 2, name, p));
+        if (m == 0xC4) WH_TRY(jpeg_check_dht(d + p + 4, len - 2, name, p, &defined));
+        if (m == 0xC2 || m == 0xC6 || m == 0xCA || m == 0xCE) progressive = true;
         if (m == 0xDA) {
             if (info_only) return WH_OK; /* the header is complete */
+            WH_TRY(jpeg_check_sos(d + p + 4, len - 2, name, p, defined, progressive));
             in_scan = true;
         }
         p += 2 + len;

@@ -293,6 +293,11 @@ describe("bad files", function()
         local dht = s:find("\255\196", 1, true)
         err = bad("dht_overflow.jpg", patch(s, dht + 5, string.rep("\40", 16)))
         assert.truthy(err:find("Huffman"), err)
+        -- a scan that uses Huffman tables no DHT defined (stb would read
+        -- uninitialised tables; also found by fuzzing)
+        local sos = s:find("\255\218", 1, true)
+        err = bad("undefined_table.jpg", patch(s, sos + 6, "\17"))
+        assert.truthy(err:find("never defined"), err)
     end)
 
     it("never prints libtiff messages", function()
