@@ -77,7 +77,14 @@ static int mem_map(thandle_t h, void **base, toff_t *size) { return 0; }
 static void mem_unmap(thandle_t h, void *base, toff_t size) {}
 
 static wh_status fail_tiff(const char *name, const char *what) {
-    return wh_fail(WH_ERR_FORMAT, "%s: %s TIFF: %s", name, what, last_error());
+    /* libtiff's text often repeats the file name ("TIFFFetchDirectory: x.tif:
+     * Can not read..."); ours already starts with it. */
+    char msg[sizeof tiff_error];
+    snprintf(msg, sizeof msg, "%s", last_error());
+    size_t nl = strlen(name);
+    char *at = nl ? strstr(msg, name) : NULL;
+    if (at && strncmp(at + nl, ": ", 2) == 0) memmove(at, at + nl + 2, strlen(at + nl + 2) + 1);
+    return wh_fail(WH_ERR_FORMAT, "%s: %s TIFF: %s", name, what, msg);
 }
 
 typedef enum { PATH_GREY, PATH_RGB, PATH_PALETTE, PATH_RGBA } read_path;
