@@ -265,6 +265,13 @@ describe("folders", function()
         assert.are.same({ 1, 8, 8 }, ds:get(6):size())
         local flat = data.folder(dir, { recursive = false })
         assert.are.equal(3, #flat)
+        -- float32 storage keeps the preprocessed values exactly; uint8 rounds them
+        local f32 = data.folder(dir, { size = 8, dtype = "float32", equalize = "clahe", tiles = 2 })
+        local u8 = data.folder(dir, { size = 8, equalize = "clahe", tiles = 2 })
+        local want = image.preprocess(image.read(dir .. "/b.Tif"), { size = 8, equalize = "clahe", tiles = 2 })
+        assert.are.equal(0, maxdiff(f32:get(2)[1], want))
+        assert(maxdiff(u8:get(2)[1], want) <= 0.5 / 255 + 1e-6)
+        assert.truthy(err_of(function() data.folder(dir, { dtype = "float64" }):load() end):find("float64"))
     end)
 
     it("gives clear errors for missing, empty and non-folders", function()
