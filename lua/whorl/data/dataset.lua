@@ -71,7 +71,7 @@ local function cache_path(shared)
 end
 
 -- Decodes and preprocesses every file (or loads them from the cache file).
--- Sets ds.cache_status: "off", "loaded", or "built (<why the cache was not used>)".
+-- ds:cache_status() then says "off", "loaded", or "built (<why the cache was not used>)".
 function Dataset:load()
     local sh = self.shared
     if sh.pixels then return self end
