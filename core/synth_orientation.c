@@ -220,7 +220,6 @@ static wh_status period_map(synth_master *m, wh_synth_rng *rng, double core_y, d
     }
     double up = wh_synth_rng_range(rng, 0.12, 0.22), down = wh_synth_rng_range(rng, 0.08, 0.18);
     double ramp = 0.3 * m->sil.visible;
-    double sum = 0, wsum = 0;
     /* cos(kx x + ky y + ph) = cx cy - sx sy with per-column and per-row tables */
     double *cs = malloc(sizeof(double) * 4 * 3 * (size_t)(m->w + m->h));
     if (!cs) return wh_fail(WH_ERR_MEMORY, "synth: out of memory for the period map");
@@ -241,18 +240,30 @@ static wh_status period_map(synth_master *m, wh_synth_rng *rng, double core_y, d
         for (int x = 0; x < m->w; x++) {
             double n = 0;
             for (int i = 0; i < 3; i++) n += colc[3 * x + i] * rowc[3 * y + i] - cols[3 * x + i] * rows[3 * y + i];
-            double v = f * (1.0 + 0.025 * n);
-            size_t o = (size_t)y * m->w + x;
-            m->period_map[o] = (float)v;
-            sum += v * m->mask[o];
-            wsum += m->mask[o];
+            m->period_map[(size_t)y * m->w + x] = (float)(f * (1.0 + 0.025 * n));
         }
     }
     free(cs);
-    double scale = m->period / (wsum > 0 ? sum / wsum : 1.0);
+    /* the mean is taken over the part of the finger inside the output frame
+     * (the canvas margin and the finger below the frame have longer
+     * periods); clamping moves the mean, so scale and clamp a few times */
+    float *raw = m->ridges; /* free until the ridges grow */
     size_t n = (size_t)m->h * m->w;
+    memcpy(raw, m->period_map, n * sizeof(float));
+    double scale = m->period;
+    for (int round = 0; round < 4; round++) {
+        double sum = 0, wsum = 0;
+        for (int y = m->oy; y < m->oy + m->oh; y++)
+            for (int x = m->ox; x < m->ox + m->ow; x++) {
+                size_t o = (size_t)y * m->w + x;
+                double v = synth_clamp(raw[o] * scale, 0.78 * m->period, 1.33 * m->period);
+                sum += v * m->mask[o];
+                wsum += m->mask[o];
+            }
+        if (wsum > 0) scale *= m->period / (sum / wsum);
+    }
     for (size_t i = 0; i < n; i++)
-        m->period_map[i] = (float)synth_clamp(m->period_map[i] * scale, 0.78 * m->period, 1.33 * m->period);
+        m->period_map[i] = (float)synth_clamp(raw[i] * scale, 0.78 * m->period, 1.33 * m->period);
     return WH_OK;
 }
 
