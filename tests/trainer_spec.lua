@@ -287,6 +287,12 @@ describe("callbacks", function()
             assert.are.equal("MSE", info.loss.type)
             if e == 3 then assert.is_true(weights_equal(m, back)) end
         end
+        -- weights only: no architecture, no optimizer
+        local _, m2 = fit_small{ callbacks = { callbacks.ModelCheckpoint(tmp("w.safetensors"), { weights_only = true }) } }
+        raises(function() whorl.load(tmp("w.safetensors")) end, "weights only")
+        local back, info = whorl.load(tmp("w.safetensors"), { model = small_model(1) })
+        assert.is_true(weights_equal(m2, back))
+        assert.is_nil(info.optimizer)
     end)
 
     it("ModelCheckpoint with save_best_only saves when the monitored value improves", function()
@@ -453,6 +459,28 @@ describe("data", function()
         whorl.fit{ model = m, loss = nn.losses.MSE(), optimizer = optim.SGD(m), train = dataset(x, false),
             batch_size = 4, epochs = 1, output = unsized }
         assert.truthy(unsized:text():match("^%s+3/Unknown %d+s"), unsized:text())
+    end)
+
+    it("takes whorl.data datasets as they are, and resumes on them bit for bit", function()
+        local dir = tmp("images")
+        assert(os.execute("mkdir -p '" .. dir .. "'"))
+        for i = 1, 7 do whorl.image.write(string.format("%s/%02d.png", dir, i), images(1, 30 + i)[1][1]) end
+        local ds = whorl.data.folder(dir, { size = 16 })
+        local function train(epochs, ck, resume)
+            local m = small_model(31)
+            if resume then
+                local _, got = whorl.fit{ resume = resume, train = ds, batch_size = 3, epochs = epochs,
+                    verbose = 0 }
+                return got
+            end
+            whorl.fit{ model = m, loss = nn.losses.MSE(), optimizer = optim.Adam(m, { lr = 0.01 }),
+                train = ds, valid = ds, batch_size = 3, epochs = epochs, seed = 4, verbose = 0,
+                callbacks = ck and { callbacks.ModelCheckpoint(ck) } or nil }
+            return m
+        end
+        local full = train(2)
+        train(1, tmp("data_half.safetensors"))
+        assert.is_true(weights_equal(full, train(2, nil, tmp("data_half.safetensors"))))
     end)
 
     it("shuffles tensors in an order set by (seed, epoch) alone", function()

@@ -5,7 +5,9 @@
 --       weights_only = false, verbose = 0})
 --       a complete checkpoint (model, optimizer, epoch, history, RNG: what
 --       fit{resume = path} needs) after each epoch, or only when `monitor`
---       improved; path may hold Keras' fields: "ck/epoch_{epoch:02d}_{val_loss:.4f}.safetensors"
+--       improved; weights_only keeps the weights alone (whorl.load(path,
+--       {model = m}) reads them); path may hold Keras' fields:
+--       "ck/epoch_{epoch:02d}_{val_loss:.4f}.safetensors"
 --   callbacks.EarlyStopping{monitor, min_delta = 0, patience = 0, mode,
 --       baseline, restore_best_weights = false, start_from_epoch = 0, verbose = 0}
 --       Keras 3's rules, including restoring the best weights at the end of
@@ -105,7 +107,7 @@ local function default_monitor(ctx, monitor)
     return ctx.has_validation and "val_loss" or "loss"
 end
 
--- Plain data for checkpoints: infinities become strings there (JSON).
+-- Copies of the model's tensors (EarlyStopping's best weights).
 local function copy_weights(model)
     return whorl.no_grad(function()
         local out = {}

@@ -352,9 +352,13 @@ function Ctx:print(msg)
     self.output:flush()
 end
 
--- A complete checkpoint of the state after the current epoch.
+-- A complete checkpoint of the state after the current epoch (or the
+-- weights alone).
 function Ctx:save(path, opts)
     opts = opts or {}
+    if opts.weights_only then
+        return checkpoint.save(self.model, path, { weights_only = true, epoch = self.epoch, rng = false })
+    end
     local states = {}
     for i, cb in ipairs(self.callbacks) do
         if type(cb.state_dict) == "function" then
@@ -367,7 +371,6 @@ function Ctx:save(path, opts)
         history = self.history,
         loss = losses.is_loss(self.loss) and self.loss or nil,
         trainer = { seed = self.seed, callbacks = states },
-        weights_only = opts.weights_only,
     })
 end
 
