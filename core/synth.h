@@ -93,7 +93,8 @@ typedef struct {
 typedef struct {
     int cls;
     double period;            /* mean ridge period over the foreground, pixels */
-    double dx, dy, rotation;  /* the impression's rigid motion (pixels, radians) */
+    double dx, dy, rotation;  /* the impression's rigid motion (pixels, radians): the */
+    double cx, cy;            /* master point p lands near c + R(rotation)(p - c) + d */
     int nsingular;
     wh_fp_point singular[WH_FP_MAX_SINGULAR];
     int nminutiae;

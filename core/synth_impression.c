@@ -288,6 +288,8 @@ wh_status synth_render_impression(const synth_master *m, const wh_synth_params *
         info->dx = w.dx;
         info->dy = w.dy;
         info->rotation = atan2(w.sinr, w.cosr);
+        info->cx = w.cx - m->ox;
+        info->cy = w.cy - m->oy;
         WH_TRY(impression_points(m, &w, &l, info));
     }
     return WH_OK;

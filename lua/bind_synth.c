@@ -10,9 +10,12 @@
  *       dpi/500).  class: "arch", "tented_arch", "left_loop", "right_loop"
  *       or "whorl" (default drawn with the natural frequencies).
  *       info = {class=, finger=, impression=, seed=, period=, dx=, dy=,
- *               rotation= (radians), singular={{x=, y=, type="core"|"delta"}},
+ *               rotation= (radians), center={x, y},
+ *               singular={{x=, y=, type="core"|"delta"}},
  *               minutiae={{x=, y=, type="ending"|"bifurcation", angle=}}}
- *       with 1-based pixel coordinates (pixel (1,1) is centred on x=1, y=1),
+ *       with 1-based pixel coordinates (pixel (1,1) is centred on x=1, y=1);
+ *       the impression moved the finger by `rotation` about `center`, then
+ *       by (dx, dy), before its elastic distortion;
  *       angles in radians from +x towards +y (down); with fields=true also
  *       info.orientation (ridge direction in [0, pi)), info.period_map and
  *       info.mask (the finger's foreground), each (h, w).
@@ -76,7 +79,7 @@ static wh_synth_params check_params(lua_State *L, int idx, const char *op) {
     if (!lua_isnoneornil(L, idx)) {
         lua_getfield(L, idx, "period");
         if (!lua_isnil(L, -1) && !(p.period > 0))
-            luaL_error(L, "%s: option 'period' must be a positive number of pixels, got %g", op, p.period);
+            luaL_error(L, "%s: option 'period' must be a positive number of pixels, got %f", op, p.period);
         lua_pop(L, 1);
     }
     p.seed = (uint64_t)whl_opt_field_integer(L, idx, "seed", 0);
@@ -124,6 +127,12 @@ static void push_info(lua_State *L, const wh_fp_info *info, const wh_synth_param
     set_number(L, "dx", info->dx);
     set_number(L, "dy", info->dy);
     set_number(L, "rotation", info->rotation);
+    lua_createtable(L, 2, 0);
+    lua_pushnumber(L, info->cx + 0.5);
+    lua_rawseti(L, -2, 1);
+    lua_pushnumber(L, info->cy + 0.5);
+    lua_rawseti(L, -2, 2);
+    lua_setfield(L, -2, "center");
     lua_createtable(L, info->nsingular, 0);
     for (int k = 0; k < info->nsingular; k++) {
         lua_createtable(L, 0, 3);
