@@ -80,7 +80,12 @@ CUDA_TARGETS := $(if $(filter 1,$(CUDA_ON)),$(CUDA_LIB))
 LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;models/?.lua;;" LUA_CPATH="$(BUILD)/?.so;;"
 BUSTED  := busted --lua=lua$(LUA_VER)
 
-.PHONY: all deps deps-test test test-c test-lua test-sanitize bench bench-cuda install clean fuzz
+# The main job of README.md: synthetic prints, training, evaluation, a run folder.
+demo: deps-test
+	@$(MAKE) --no-print-directory all
+	@OMP_WAIT_POLICY=passive $(LUA_ENV) lua$(LUA_VER) experiments/reconstruct.lua $(ARGS)
+
+.PHONY: demo all deps deps-test test test-c test-lua test-sanitize bench bench-cuda install clean fuzz
 
 all: $(LIB) $(SOLIB) $(LUAMOD) $(CTEST_BIN) $(TEST_MODS) $(CUDA_TARGETS)
 
