@@ -81,6 +81,7 @@ LUA_ENV := LUA_PATH="lua/?.lua;lua/?/init.lua;models/?.lua;;" LUA_CPATH="$(BUILD
 BUSTED  := busted --lua=lua$(LUA_VER)
 
 # The main job of README.md: synthetic prints, training, evaluation, a run folder.
+.DEFAULT_GOAL := all
 demo: deps-test
 	@$(MAKE) --no-print-directory all
 	@OMP_WAIT_POLICY=passive $(LUA_ENV) lua$(LUA_VER) experiments/reconstruct.lua $(ARGS)
