@@ -8,7 +8,8 @@
  * Maio & Maltoni (2001): inside an elliptical contact region the skin does
  * not move; outside it, points follow a rigid transform T, braked smoothly
  * with the distance d from the region,
- *     s = v + (T(v) - v) brake(d),  brake(d) = (1 - cos(pi min(d, k) / k)) / 2. */
+ *     s = v + (T(v) - v) brake(d),  brake(d) = smoothstep(0, k, d)
+ * (a cubic ramp where the paper has its own smooth one). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,7 @@ static void warp_apply(const warp *w, double ox, double oy, double *sx, double *
     double vx = w->cx + w->cosr * ux + w->sinr * uy, vy = w->cy - w->sinr * ux + w->cosr * uy;
     double ex = (vx - w->qx) / w->ra, ey = (vy - w->qy) / w->rb;
     double d = (sqrt(ex * ex + ey * ey) - 1.0) * fmin(w->ra, w->rb);
-    double brake = d <= 0 ? 0 : d >= w->k ? 1 : 0.5 * (1 - cos(M_PI * d / w->k));
+    double brake = synth_smoothstep(0, w->k, d);
     double tx = w->qx + w->cosp * (vx - w->qx) - w->sinp * (vy - w->qy) + w->ex;
     double ty = w->qy + w->sinp * (vx - w->qx) + w->cosp * (vy - w->qy) + w->ey;
     *sx = vx + (tx - vx) * brake;
@@ -274,7 +275,10 @@ wh_status synth_render_impression(const synth_master *m, const wh_synth_params *
                     ws += k;
                 }
             double v = (1 - l.blur) * raw[(size_t)y * wd + x] + l.blur * s / ws;
-            v += l.noise * wh_synth_rng_normal(&rr);
+            /* Irwin-Hall: four uniforms make a near-normal deviate cheaply */
+            double u = wh_synth_rng_uniform(&rr) + wh_synth_rng_uniform(&rr) + wh_synth_rng_uniform(&rr) +
+                       wh_synth_rng_uniform(&rr);
+            v += l.noise * (u - 2) * 1.7320508;
             image[(size_t)y * wd + x] = (float)synth_clamp(v, 0, 1);
         }
     }

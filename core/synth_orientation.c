@@ -158,6 +158,18 @@ static double vg_correct(const double *d, double alpha) {
     return g0 + f * (g1 - g0);
 }
 
+/* atan2 to 2e-4 rad (a minimax polynomial for atan on [0, 1]); the
+ * zero-pole field calls it for every pixel and singular point. */
+static double fast_atan2(double y, double x) {
+    double ax = fabs(x), ay = fabs(y), mx = fmax(ax, ay);
+    if (mx == 0) return 0;
+    double a = fmin(ax, ay) / mx, s = a * a;
+    double r = ((((-0.0464964749 * s + 0.15931422) * s - 0.327622764) * s) * a + a);
+    if (ay > ax) r = M_PI_2 - r;
+    if (x < 0) r = M_PI - r;
+    return y < 0 ? -r : r;
+}
+
 static float wrap_pi(double t) {
     t = fmod(t, M_PI);
     if (t < 0) t += M_PI;
@@ -177,7 +189,7 @@ static void zero_pole_field(synth_master *m, wh_synth_rng *rng) {
             double t = 0;
             for (int k = 0; k < m->nsingular; k++) {
                 const wh_fp_point *p = &m->singular[k];
-                double g = vg_correct(corr[k], atan2f((float)(y + 0.5 - p->y), (float)(x + 0.5 - p->x)));
+                double g = vg_correct(corr[k], fast_atan2(y + 0.5 - p->y, x + 0.5 - p->x));
                 t += p->kind > 0 ? g : -g;
             }
             m->orientation[(size_t)y * m->w + x] = wrap_pi(0.5 * t);

@@ -14,18 +14,32 @@
 
 #include "synth_internal.h"
 
-enum { BANK_ORIENTATIONS = 32, BANK_MAX_PERIODS = 24, BLOCK = 8, MAX_ITERATIONS = 25,
+enum { BANK_ORIENTATIONS = 32, BLOCK = 8, MAX_ITERATIONS = 25,
        MAX_CHUNKS = 10 /* kernel rows of at most 80 floats: radius <= 39 */ };
 static const double PERIOD_STEP = 1.05; /* ratio between neighbouring periods of the bank */
 /* > 1 so patterns saturate and spread; higher gains spread faster (fewer
  * iterations) and give crisper ridges */
 static const double GAIN = 3.5;
 
+/* The kernels of one period: BANK_ORIENTATIONS kernels of (kh, kwp) floats,
+ * kh = 2 radius + 1 rows padded to kwp = a multiple of 8. */
 typedef struct {
-    int radius, kh, kwp; /* kernel rows = 2 radius + 1, padded row length */
-    int nperiods;
-    double pmin;
-    float *kernels;      /* (orientations * nperiods, kh, kwp) */
+    int radius, kh, kwp;
+    float *kernels;
+} bank_level;
+
+/* Periods on a fixed geometric grid, level q having period
+ * BANK_P0 * PERIOD_STEP^q (2.2 to 34 px), built on first use and kept for
+ * the life of the process: every finger at a similar dpi shares them. */
+enum { BANK_LEVELS = 57 };
+static const double BANK_P0 = 2.2;
+static bank_level *bank_levels[BANK_LEVELS];
+
+/* The levels one finger uses: filter f is orientation f / nq at level
+ * qmin + f % nq. */
+typedef struct {
+    int qmin, nq, pad; /* pad: the largest radius */
+    const bank_level *level[BANK_LEVELS];
 } gabor_bank;
 
 /* One kernel: an even Gabor with envelope sigma_along = 0.5 p along the
@@ -56,30 +70,58 @@ static void make_kernel(float *k, int radius, int kwp, double theta, double p) {
     for (int i = 0; i < kh * kwp; i++) k[i] = (float)(k[i] / resp);
 }
 
-static wh_status build_bank(gabor_bank *b, double pmin, double pmax) {
-    b->pmin = pmin;
-    b->nperiods = 1 + (int)ceil(log(pmax / pmin) / log(PERIOD_STEP));
-    if (b->nperiods > BANK_MAX_PERIODS) b->nperiods = BANK_MAX_PERIODS;
-    double ptop = pmin * pow(PERIOD_STEP, b->nperiods - 1);
-    b->radius = (int)ceil(1.1 * ptop);
-    if (b->radius > 8 * MAX_CHUNKS / 2 - 1) b->radius = 8 * MAX_CHUNKS / 2 - 1;
-    b->kh = 2 * b->radius + 1;
-    b->kwp = (b->kh + 7) & ~7;
-    size_t per = (size_t)b->kh * b->kwp;
-    b->kernels = malloc(per * BANK_ORIENTATIONS * b->nperiods * sizeof(float));
-    if (!b->kernels) return wh_fail(WH_ERR_MEMORY, "synth: out of memory for the Gabor bank");
+static int level_of(double p) {
+    int q = (int)lround(log(p / BANK_P0) / log(PERIOD_STEP));
+    return q < 0 ? 0 : q >= BANK_LEVELS ? BANK_LEVELS - 1 : q;
+}
+
+static bank_level *build_level(int q) {
+    double p = BANK_P0 * pow(PERIOD_STEP, q);
+    bank_level *l = malloc(sizeof *l);
+    if (!l) return NULL;
+    l->radius = (int)ceil(1.1 * p);
+    if (l->radius > 4 * MAX_CHUNKS - 1) l->radius = 4 * MAX_CHUNKS - 1;
+    l->kh = 2 * l->radius + 1;
+    l->kwp = (l->kh + 7) & ~7;
+    size_t per = (size_t)l->kh * l->kwp;
+    l->kernels = malloc(per * BANK_ORIENTATIONS * sizeof(float));
+    if (!l->kernels) {
+        free(l);
+        return NULL;
+    }
     for (int o = 0; o < BANK_ORIENTATIONS; o++)
-        for (int q = 0; q < b->nperiods; q++)
-            make_kernel(b->kernels + per * (o * b->nperiods + q), b->radius, b->kwp,
-                        M_PI * o / BANK_ORIENTATIONS, pmin * pow(PERIOD_STEP, q));
+        make_kernel(l->kernels + per * o, l->radius, l->kwp, M_PI * o / BANK_ORIENTATIONS, p);
+    return l;
+}
+
+/* The levels covering [pmin, pmax], building the missing ones (once, under
+ * a lock; readers that find a level built need no lock). */
+static wh_status get_bank(gabor_bank *b, double pmin, double pmax) {
+    b->qmin = level_of(pmin);
+    b->nq = level_of(pmax) - b->qmin + 1;
+    b->pad = 0;
+    for (int i = 0; i < b->nq; i++) {
+        int q = b->qmin + i;
+        bank_level *l = __atomic_load_n(&bank_levels[q], __ATOMIC_ACQUIRE);
+        if (!l) {
+#pragma omp critical(wh_synth_gabor_bank)
+            {
+                l = bank_levels[q];
+                if (!l && (l = build_level(q)) != NULL) __atomic_store_n(&bank_levels[q], l, __ATOMIC_RELEASE);
+            }
+        }
+        if (!l) return wh_fail(WH_ERR_MEMORY, "synth: out of memory for the Gabor bank");
+        b->level[i] = l;
+        if (l->radius > b->pad) b->pad = l->radius;
+    }
     return WH_OK;
 }
 
 static int bank_index(const gabor_bank *b, double theta, double p) {
     int o = (int)lround(theta / M_PI * BANK_ORIENTATIONS) % BANK_ORIENTATIONS;
-    int q = (int)lround(log(p / b->pmin) / log(PERIOD_STEP));
-    q = q < 0 ? 0 : q >= b->nperiods ? b->nperiods - 1 : q;
-    return o * b->nperiods + q;
+    int q = level_of(p) - b->qmin;
+    q = q < 0 ? 0 : q >= b->nq ? b->nq - 1 : q;
+    return o * b->nq + q;
 }
 
 /* Eight floats; unaligned, and allowed to alias the float arrays. */
@@ -131,9 +173,10 @@ static inline float *at(const grow_state *g, float *buf, int y, int x) {
 }
 
 /* active = blocks holding a nonzero value; near = blocks within reach of
- * the kernel from an active one.  Returns how many full blocks have not
- * grown yet: a grown block holds a saturated value (a block spans most of
- * a period, so a pattern puts a ridge or valley centre in it). */
+ * the kernel from an active one (elsewhere the filter sees only zeros).
+ * Returns how many full blocks have not grown yet: a grown block holds a
+ * saturated value (a block spans most of a period, so a pattern puts a
+ * ridge or valley centre in it). */
 static long update_activity(grow_state *g) {
     float *peak = (float *)g->next; /* scratch: next is overwritten by the step */
     memset(peak, 0, (size_t)g->bh * g->bw * sizeof(float));
@@ -162,9 +205,7 @@ static long update_activity(grow_state *g) {
     return ungrown;
 }
 
-/* One growth step cur -> next; returns how many pixels changed sign. */
 static long grow_step(grow_state *g, const gabor_bank *b, double gain) {
-    size_t per = (size_t)b->kh * b->kwp;
     long changed = 0;
 #pragma omp parallel for schedule(dynamic, 4) reduction(+ : changed)
     for (int y = 0; y < g->h; y++) {
@@ -173,11 +214,13 @@ static long grow_step(grow_state *g, const gabor_bank *b, double gain) {
         for (int x = 0; x < g->w; x++) {
             int f = g->filter[(size_t)y * g->w + x];
             if (f < 0 || !g->near[(y / BLOCK) * g->bw + x / BLOCK]) {
-                out[x] = 0;
+                out[x] = in[x];
                 continue;
             }
-            const float *src = g->cur + (size_t)y * g->stride + x; /* window top-left */
-            float v = (float)gain * window_response(src, g->stride, b->kernels + per * f, b->kh, b->kwp);
+            const bank_level *l = b->level[f % b->nq];
+            const float *k = l->kernels + (size_t)(f / b->nq) * l->kh * l->kwp;
+            const float *src = at(g, g->cur, y - l->radius, x - l->radius); /* window top-left */
+            float v = (float)gain * window_response(src, g->stride, k, l->kh, l->kwp);
             v = v > 1.f ? 1.f : v < -1.f ? -1.f : v;
             changed += in[x] != 0 && (v > 0) != (in[x] > 0);
             out[x] = v;
@@ -221,10 +264,11 @@ wh_status synth_grow_ridges(synth_master *m, wh_synth_rng *rng) {
         pmin = fminf(pmin, m->period_map[i]);
         pmax = fmaxf(pmax, m->period_map[i]);
     }
-    gabor_bank bank = {0};
-    WH_TRY(build_bank(&bank, pmin, pmax));
-    grow_state g = {.h = m->h, .w = m->w, .pad = bank.radius};
-    g.stride = (size_t)m->w + bank.kwp - 1 + 8;
+    gabor_bank bank;
+    WH_TRY(get_bank(&bank, pmin, pmax));
+    grow_state g = {.h = m->h, .w = m->w, .pad = bank.pad};
+    /* a window starting at x - radius reads kwp <= 2 radius + 8 columns */
+    g.stride = (size_t)m->w + 2 * (size_t)g.pad + 8;
     size_t total = (size_t)(m->h + 2 * g.pad) * g.stride;
     g.bh = (m->h + BLOCK - 1) / BLOCK;
     g.bw = (m->w + BLOCK - 1) / BLOCK;
@@ -240,7 +284,6 @@ wh_status synth_grow_ridges(synth_master *m, wh_synth_rng *rng) {
         total < (size_t)g.bh * g.bw) {
         free(inside);
         free_state(&g);
-        free(bank.kernels);
         return wh_fail(WH_ERR_MEMORY, "synth: out of memory growing the ridges");
     }
     /* grow a period beyond the silhouette so its edge cuts through ridges */
@@ -256,9 +299,9 @@ wh_status synth_grow_ridges(synth_master *m, wh_synth_rng *rng) {
         }
     for (int b = 0; b < g.bh * g.bw; b++) g.full[b] = inside[b] >= BLOCK * BLOCK / 2;
     free(inside);
-    /* one seed per (3 periods)^2 of skin: fronts meet after a few steps;
+    /* one seed per (2.5 periods)^2 of skin: fronts meet after a few steps;
      * sparser seeds give no fewer minutiae, only more iterations */
-    int seeds = 1 + (int)(domain / (9.0 * m->period * m->period));
+    int seeds = 1 + (int)(domain / (6.0 * m->period * m->period));
     for (int s = 0, tries = 0; s < seeds && tries < 100 * seeds; tries++) {
         int x = wh_synth_rng_int(rng, m->w), y = wh_synth_rng_int(rng, m->h);
         if (g.filter[(size_t)y * m->w + x] < 0) continue;
@@ -279,6 +322,5 @@ wh_status synth_grow_ridges(synth_master *m, wh_synth_rng *rng) {
     grow_step(&g, &bank, M_PI / 4);
     for (int y = 0; y < m->h; y++) memcpy(m->ridges + (size_t)y * m->w, at(&g, g.cur, y, 0), m->w * sizeof(float));
     free_state(&g);
-    free(bank.kernels);
     return WH_OK;
 }
