@@ -353,9 +353,8 @@ static int l_damage(lua_State *L) {
     } /* 4 */
     wh_tensor *out = new_tensor(L, t->ndim, t->shape);  /* 5 */
     wh_tensor *mask = new_tensor(L, t->ndim, t->shape); /* 6 */
-    int *ks = lua_newuserdatauv(L, (size_t)n * (2 * sizeof(int) + sizeof(uint64_t)) + sizeof(int), 0);
-    int *ls = ks + n;
-    uint64_t *seeds = (uint64_t *)(ls + n + (n & 1)); /* 8-byte aligned */
+    uint64_t *seeds = lua_newuserdatauv(L, (size_t)n * (2 * sizeof(int) + sizeof(uint64_t)), 0);
+    int *ks = (int *)(seeds + n), *ls = ks + n;
     /* per-image choices from their own stream, then each image's seed */
     wh_synth_rng rng;
     wh_synth_rng_seed(&rng, wh_synth_mix(seed, 0xd1ce));
