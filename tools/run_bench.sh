@@ -42,3 +42,7 @@ if [ "$torch" = 1 ]; then
 fi
 OMP_WAIT_POLICY=passive LUA_PATH="lua/?.lua;lua/?/init.lua;models/?.lua;;" \
   LUA_CPATH="$BUILD/?.so;;" lua5.4 bench/train_step.lua "${peer[@]}"
+
+echo
+echo "== synthetic fingerprints and damage (bench/bench_synth.c)"
+OMP_WAIT_POLICY=passive "$BUILD/bench/bench_synth"
