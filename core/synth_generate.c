@@ -35,12 +35,12 @@ wh_status wh_synth_check_params(const wh_synth_params *p) {
     return WH_OK;
 }
 
-wh_status synth_make_master(const wh_synth_params *p, synth_master *m) {
+wh_status synth_make_master(const wh_synth_params *p, bool minutiae, synth_master *m) {
     wh_synth_rng rng;
     wh_synth_rng_seed(&rng, wh_synth_mix(p->seed, (uint64_t)p->finger));
     WH_TRY(synth_master_layout(p, &rng, m));
     wh_status st = synth_grow_ridges(m, &rng);
-    if (st == WH_OK) st = synth_find_minutiae(m);
+    if (st == WH_OK && minutiae) st = synth_find_minutiae(m);
     if (st != WH_OK) synth_master_free(m);
     return st;
 }
@@ -57,7 +57,7 @@ wh_status wh_synth_fingerprint(const wh_synth_params *p, float *image, wh_fp_inf
     WH_TRY(wh_synth_check_params(p));
     if (!image) return wh_fail(WH_ERR_ARG, "synth: no image buffer");
     synth_master m;
-    WH_TRY(synth_make_master(p, &m));
+    WH_TRY(synth_make_master(p, info != NULL, &m));
     wh_status st = synth_render_impression(&m, p, image, info, fields);
     synth_master_free(&m);
     return st;
@@ -81,7 +81,7 @@ wh_status wh_synth_batch(const wh_synth_params *p, int count, int impressions, f
         wh_synth_params q = *p;
         q.finger = p->finger + f;
         synth_master m;
-        wh_status st = synth_make_master(&q, &m);
+        wh_status st = synth_make_master(&q, infos != NULL, &m);
         if (st == WH_OK) {
             for (int k = 0; k < impressions && st == WH_OK; k++) {
                 int i = f * impressions + k;

@@ -53,8 +53,8 @@ wh_status synth_grow_ridges(synth_master *m, wh_synth_rng *rng);
  * inside the foreground. */
 wh_status synth_find_minutiae(synth_master *m);
 
-/* The full master: layout, ridges, minutiae. */
-wh_status synth_make_master(const wh_synth_params *p, synth_master *m);
+/* The full master: layout, ridges, and minutiae when asked for. */
+wh_status synth_make_master(const wh_synth_params *p, bool minutiae, synth_master *m);
 
 /* synth_impression.c: impression p->impression of master m. */
 wh_status synth_render_impression(const synth_master *m, const wh_synth_params *p, float *image,
