@@ -24,6 +24,7 @@
  *       Print i is impression impression + (i-1) % impressions of finger
  *       finger + (i-1) // impressions; OpenMP over fingers.
  *   whorl.synth.damage(images, kind, {level="medium", seed=0})
+ *   whorl.synth.damage(images, kind, level)
  *       -> damaged, mask, choices
  *       images (h, w), (1, h, w) or (N, 1, h, w); damaged and mask have the
  *       same shape (float32); mask is 1 where the damage applies and the
@@ -331,6 +332,12 @@ static int l_damage(lua_State *L) {
                           wh_shape_str(t, buf, sizeof buf));
     }
     if (lua_isnoneornil(L, 2)) luaL_error(L, "synth.damage: argument 2 (kind) is required");
+    if (lua_type(L, 3) == LUA_TSTRING) { /* damage(img, kind, "hard") */
+        lua_createtable(L, 0, 1);
+        lua_pushvalue(L, 3);
+        lua_setfield(L, -2, "level");
+        lua_replace(L, 3);
+    }
     check_options(L, 3, "synth.damage", allowed);
     int kinds[64], levels[64];
     int nk = check_names(L, 2, "kind", wh_damage_from_name, WH_DMG_NKINDS, wh_damage_name, kinds);

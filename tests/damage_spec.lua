@@ -75,6 +75,14 @@ describe("synth.damage", function()
         end
     end)
 
+    it("takes the level alone as its third argument", function()
+        local img = print_of(2)
+        local a, ma = synth.damage(img, "smudge", "hard")
+        local b, mb = synth.damage(img, "smudge", { level = "hard", seed = 0 })
+        assert.equal(b:bytes(), a:bytes())
+        assert.equal(mb:bytes(), ma:bytes())
+    end)
+
     it("leaves its input alone and accepts (1, h, w), float64 and strided views", function()
         local img = print_of(3)
         local before = img:bytes()
