@@ -4,7 +4,8 @@
 --   lua5.4 experiments/reconstruct.lua [--size 64] [--epochs 12] [--out out/reconstruct]
 --
 -- By default it generates synthetic prints (whorl.synth), damages them
--- (every damage kind of whorl.synth.damage, at random levels), splits them
+-- (every damage kind of whorl.synth.damage, at random levels, drawn afresh
+-- each epoch for the training prints), splits them
 -- 80/20 with a fixed seed, and keeps a test set of other fingers with
 -- freshly drawn damage (the seed project's "another sensor" test).  The run
 -- folder gets the model checkpoint, history.csv, metrics.json and
@@ -16,6 +17,7 @@ local nn = require "whorl.nn"
 local optim = require "whorl.optim"
 local callbacks = require "whorl.callbacks"
 local losses = require "whorl.losses"
+local augment = require "whorl.augment"
 local autoencoder = require "autoencoder224"
 
 local parser = argparse("reconstruct", "Restore damaged fingerprints with a convolutional autoencoder.")
@@ -29,6 +31,7 @@ parser:option("--batch-size", "Batch size.", "16", tonumber)
 parser:option("--lr", "RMSprop learning rate.", "0.001", tonumber)
 parser:option("--seed", "Seed of data, split and weights (the seed project's random_state).", "13", tonumber)
 parser:option("--out", "Run folder.", "out/reconstruct")
+parser:flag("--frozen-damage", "Damage the training prints once instead of afresh every epoch.")
 local args = parser:parse()
 
 local function mkdir(path) assert(os.execute("mkdir -p '" .. path .. "'"), "cannot create " .. path) end
@@ -93,7 +96,10 @@ local test_clean, test_damaged, test_mask = make_set(args.seed + 1000, args.test
 print(("  done in %.1f s"):format(whorl.clock() - t0))
 
 local train_idx, valid_idx = split(clean:size()[1], 0.8, args.seed)
-local train = {x = rows(damaged, train_idx), y = rows(clean, train_idx)}
+-- Training prints get new damage every epoch (whorl.augment) unless frozen;
+-- validation keeps one fixed draw so its loss is comparable across epochs.
+local train = args.frozen_damage and {x = rows(damaged, train_idx), y = rows(clean, train_idx)}
+    or augment.damaged(rows(clean, train_idx), {seed = args.seed})
 local valid = {x = rows(damaged, valid_idx), y = rows(clean, valid_idx)}
 
 nn.clear_session()
