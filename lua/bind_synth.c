@@ -9,6 +9,11 @@
  *       period in pixels (default drawn from 8.2-10 px at 500 dpi, scaled by
  *       dpi/500).  class: "arch", "tented_arch", "left_loop", "right_loop"
  *       or "whorl" (default drawn with the natural frequencies).
+ *       The finger always fills the canvas (its tip near the top, its lower
+ *       part running off the bottom edge as on a sensor); dpi sets only the
+ *       ridge period.  A real finger is about 35 ridges wide, so a whole
+ *       finger looks natural near dpi = 500 * size / 400 (250 for
+ *       SOCOFing's 96x103, 400 for 300x300); larger dpi zooms in.
  *       info = {class=, finger=, impression=, seed=, period=, dx=, dy=,
  *               rotation= (radians), center={x, y},
  *               singular={{x=, y=, type="core"|"delta"}},
