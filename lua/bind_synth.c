@@ -12,8 +12,8 @@
  *       The finger always fills the canvas (its tip near the top, its lower
  *       part running off the bottom edge as on a sensor); dpi sets only the
  *       ridge period.  A real finger is about 35 ridges wide, so a whole
- *       finger looks natural near dpi = 500 * size / 400 (250 for
- *       SOCOFing's 96x103, 400 for 300x300); larger dpi zooms in.
+ *       finger looks natural near dpi = 1.33 * width (400 for 300x300);
+ *       SOCOFing's 96x103 prints are coarser, about 4 px a ridge: dpi 250.
  *       info = {class=, finger=, impression=, seed=, period=, dx=, dy=,
  *               rotation= (radians), center={x, y},
  *               singular={{x=, y=, type="core"|"delta"}},
