@@ -22,6 +22,7 @@ local autoencoder = require "autoencoder224"
 
 local parser = argparse("reconstruct", "Restore damaged fingerprints with a convolutional autoencoder.")
 parser:option("--size", "Image side in pixels.", "64", tonumber)
+parser:option("--dpi", "Resolution of the synthetic prints (ridge period about 9 px at 500 dpi).", "500", tonumber)
 parser:option("--fingers", "Fingers in the train/validation set.", "160", tonumber)
 parser:option("--impressions", "Impressions per finger.", "4", tonumber)
 parser:option("--test-fingers", "Other fingers in the test set.", "40", tonumber)
@@ -46,7 +47,7 @@ end
 -- Prints of `fingers` fingers with `impressions` each, and a damaged copy.
 local function make_set(seed, fingers, impressions)
     local clean = whorl.synth.batch{count = fingers * impressions, impressions = impressions,
-        size = args.size, seed = seed, info = false}
+        size = args.size, dpi = args.dpi, seed = seed, info = false}
     local damaged, mask = whorl.synth.damage(clean, "random", {level = "random", seed = seed + 1})
     return clean, damaged, mask
 end
