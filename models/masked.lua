@@ -1,0 +1,106 @@
+-- A restoring model that finds the damage: a shared U-Net trunk
+-- (models/unet.lua, without its head) with two 1x1 sigmoid heads, the damage
+-- mask m (1 channel) and the content c (channels), and the composite
+--
+--     output = m * c + (1 - m) * input
+--
+-- so pixels it judges undamaged (m near 0) pass through untouched.  The
+-- composite is the model's output, so whorl.fit, evaluate and predict treat
+-- it as any restoring model; forward also returns the mask and the content
+-- as second and third values and keeps them, with the graph, as
+-- model.last_mask and model.last_content until the next forward.
+--
+--   local masked = require "masked"
+--   local model = masked{depth = 2, filters = 16, seed = 13}
+--   local out, mask, content = model(x)
+--   whorl.fit{model = model, optimizer = optim.Adam(model),
+--       loss = masked.loss{model = model, mask_weight = 1},
+--       train = augment.damaged(clean, {with_mask = true, seed = 1})}   -- x, y, mask batches
+--
+-- masked.loss(opts) returns function(pred, target, weight) -> scalar tensor:
+--   reconstruction  "mse" (default) or "l1" of the composite against the
+--                   clean target, over the whole image
+--   + mask_weight (1) * BCE(model.last_mask, weight), when the trainer passes
+--                   the true damage mask as the third value (augment.damaged
+--                   with with_mask = true; whorl.synth.damage's mask); without
+--                   one (or with no model given) only the reconstruction counts.
+--   opts: model (the masked model whose last forward made pred), reconstruction,
+--         mask_weight.
+-- Options of the model: those of models/unet.lua except head and
+-- out_channels (depth 2, filters 16, kernel_size 3, batch_norm false,
+-- channels 1, up "upsample", seed, name, dtype).  Registered as
+-- "MaskedUNet" with module = "masked", so whorl.load rebuilds it.
+local whorl = require "whorl"
+local nn = require "whorl.nn"
+local losses = require "whorl.losses"
+local UNet = require "unet"
+
+local Masked = nn.Module:extend("MaskedUNet", { module = "masked" })
+
+local TRUNK = { depth = true, filters = true, kernel_size = true, batch_norm = true,
+    channels = true, up = true, dtype = true }
+
+local function build(self, trunk_opts, o)
+    self.trunk = UNet(trunk_opts)
+    local f = self.trunk.features
+    self.mask_head = nn.Conv2d(f, 1, 1, { activation = "sigmoid", dtype = o.dtype })
+    self.content_head = nn.Conv2d(f, math.tointeger(o.channels) or 1, 1, { activation = "sigmoid", dtype = o.dtype })
+end
+
+function Masked:__init(opts)
+    opts = opts or {}
+    if type(opts) ~= "table" then error("masked: options must be a table", 2) end
+    local trunk_opts = { head = false }
+    for k, v in pairs(opts) do
+        if TRUNK[k] then
+            trunk_opts[k] = v
+        elseif k ~= "seed" and k ~= "name" then
+            error(string.format("masked: unknown option '%s'", tostring(k)), 2)
+        end
+    end
+    if opts.seed ~= nil then
+        nn.init.with_seed(math.tointeger(opts.seed) or opts.seed, build, self, trunk_opts, opts)
+    else
+        build(self, trunk_opts, opts)
+    end
+end
+
+function Masked:forward(x)
+    local h = self.trunk(x)
+    local m = self.mask_head(h)
+    local c = self.content_head(h)
+    local out = m * c + (1 - m) * x
+    rawset(self, "last_mask", m)
+    rawset(self, "last_content", c)
+    return out, m, c
+end
+
+local M = setmetatable({ Masked = Masked }, {
+    __call = function(_, opts) return Masked(opts) end,
+})
+
+function M.loss(opts)
+    opts = opts or {}
+    for k in pairs(opts) do
+        if k ~= "model" and k ~= "reconstruction" and k ~= "mask_weight" then
+            error("masked.loss: unknown option '" .. tostring(k) .. "'", 2)
+        end
+    end
+    local rec_name = opts.reconstruction or "mse"
+    local rec
+    if rec_name == "mse" then rec = losses.MSE()
+    elseif rec_name == "l1" then rec = losses.L1()
+    else error("masked.loss: reconstruction must be \"mse\" or \"l1\", got " .. tostring(rec_name), 2) end
+    local bce = losses.BCE()
+    local model, mask_weight = opts.model, opts.mask_weight or 1
+    return function(pred, target, weight)
+        local loss = rec(pred, target)
+        if model and whorl.is_tensor(weight) and mask_weight ~= 0 then
+            local m = rawget(model, "last_mask")
+            if m then loss = loss + mask_weight * bce(m, weight) end
+        end
+        return loss
+    end
+end
+
+return M
