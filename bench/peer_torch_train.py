@@ -35,18 +35,30 @@ def peak_rss_mb():
     return float("nan")
 
 
-def autoencoder(nn):
-    """The seed model: Conv 32, pool, Conv 64, pool, Conv 128 | Conv 128, up,
-    Conv 64, up, Conv 1 sigmoid; 3x3 'same' convolutions (314,625 parameters)."""
+def autoencoder(nn, size):
+    """models/autoencoder224.lua (size 224): Conv 32, pool, Conv 64, pool,
+    Conv 128 | Conv 128, up, Conv 64, up, Conv 1 sigmoid (314,625 parameters);
+    models/autoencoder100.lua (size 100): Conv 32, pool, Conv 64, pool |
+    Conv 64, up, Conv 32, up, Conv 1 sigmoid (74,497).  3x3 'same' convolutions."""
     def conv(cin, cout):
         return nn.Conv2d(cin, cout, 3, padding=1)
+
+    def up():
+        return nn.Upsample(scale_factor=2, mode="nearest")
+    if size == 224:
+        return nn.Sequential(
+            conv(1, 32), nn.ReLU(), nn.MaxPool2d(2),
+            conv(32, 64), nn.ReLU(), nn.MaxPool2d(2),
+            conv(64, 128), nn.ReLU(),
+            conv(128, 128), nn.ReLU(), up(),
+            conv(128, 64), nn.ReLU(), up(),
+            conv(64, 1), nn.Sigmoid())
     return nn.Sequential(
         conv(1, 32), nn.ReLU(), nn.MaxPool2d(2),
         conv(32, 64), nn.ReLU(), nn.MaxPool2d(2),
-        conv(64, 128), nn.ReLU(),
-        conv(128, 128), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
-        conv(128, 64), nn.ReLU(), nn.Upsample(scale_factor=2, mode="nearest"),
-        conv(64, 1), nn.Sigmoid())
+        conv(64, 64), nn.ReLU(), up(),
+        conv(64, 32), nn.ReLU(), up(),
+        conv(32, 1), nn.Sigmoid())
 
 
 def run_case(name):
@@ -56,7 +68,9 @@ def run_case(name):
     size, batch, train = CASES[name]
     torch.set_num_threads(THREADS)
     torch.manual_seed(1)
-    model = autoencoder(nn)
+    model = autoencoder(nn, size)
+    params = sum(p.numel() for p in model.parameters())
+    assert params == {224: 314625, 100: 74497}[size], params
     x = torch.rand(batch, 1, size, size)
     if train:
         opt = torch.optim.RMSprop(model.parameters(), lr=0.001, alpha=0.9, eps=1e-7)
