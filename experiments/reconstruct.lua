@@ -72,22 +72,6 @@ local function rows(t, idx)
     return whorl.cat(parts, 1)
 end
 
--- Mean squared error and PSNR per image over the pixels where `where` is 1
--- (the whole image when where is nil), averaged over the set.
-local function mse_psnr(a, b, where)
-    local err = (a - b):square()
-    local n = a:size()[1]
-    local per_image
-    if where then
-        local area = where:sum({2, 3, 4}):clamp(1, nil)
-        per_image = (err * where):sum({2, 3, 4}) / area
-    else
-        per_image = err:mean({2, 3, 4})
-    end
-    local psnr = (whorl.log(per_image:clamp(1e-10, nil)) * (-10 / math.log(10))):mean():item()
-    return per_image:mean():item(), psnr
-end
-
 local t0 = whorl.clock()
 print(("Generating %d synthetic prints (%d fingers x %d impressions) at %dx%d, and %d test prints of other fingers...")
     :format(args.fingers * args.impressions, args.fingers, args.impressions, args.size, args.size,
@@ -118,16 +102,11 @@ local history = whorl.fit{
 
 -- Evaluate on the held-out fingers, whole image and damaged region only.
 local restored = whorl.predict(model, test_damaged, {batch_size = 32})
-local metrics = {test_images = test_clean:size()[1], epochs = #history.loss,
-                 final_loss = history.loss[#history.loss], final_val_loss = history.val_loss[#history.val_loss]}
-for _, region in ipairs({{"whole", nil}, {"damaged_region", test_mask}}) do
-    local name, where = region[1], region[2]
-    local dm, dp = mse_psnr(test_damaged, test_clean, where)
-    local rm, rp = mse_psnr(restored, test_clean, where)
-    metrics[name] = {damaged_mse = dm, damaged_psnr = dp, restored_mse = rm, restored_psnr = rp}
-end
-metrics.whole.damaged_ssim = losses.ssim(test_damaged, test_clean):item()
-metrics.whole.restored_ssim = losses.ssim(restored, test_clean):item()
+-- whorl.metrics: MSE, PSNR and SSIM (11x11 Gaussian window) per image,
+-- averaged, over the whole image and over the damaged pixels only.
+local metrics = whorl.metrics.compare(test_clean, test_damaged, restored, {mask = test_mask})
+metrics.test_images, metrics.epochs = test_clean:size()[1], #history.loss
+metrics.final_loss, metrics.final_val_loss = history.loss[#history.loss], history.val_loss[#history.val_loss]
 local f = assert(io.open(args.out .. "/metrics.json", "w"))
 f:write(cjson.encode(metrics), "\n")
 f:close()
@@ -142,12 +121,13 @@ end
 whorl.image.write(args.out .. "/samples.png", whorl.cat({strip(test_clean), strip(test_damaged), strip(restored)}, 1))
 
 print(("\nTest set (%d prints of %d unseen fingers):"):format(metrics.test_images, args.test_fingers))
-print(("%-16s %12s %12s %12s %12s"):format("", "damaged MSE", "restored MSE", "damaged PSNR", "restored PSNR"))
-for _, name in ipairs({"whole", "damaged_region"}) do
-    local m = metrics[name]
-    print(("%-16s %12.5f %12.5f %10.2f dB %10.2f dB"):format(name, m.damaged_mse, m.restored_mse,
-        m.damaged_psnr, m.restored_psnr))
+print(("%-8s %-9s %10s %10s %8s"):format("region", "prints", "MSE", "PSNR", "SSIM"))
+for _, region in ipairs({"whole", "region"}) do
+    for _, which in ipairs({"damaged", "restored"}) do
+        local m = metrics[region][which]
+        print(("%-8s %-9s %10.5f %7.2f dB %8.3f"):format(region == "region" and "damaged" or "whole",
+            which, m.mse, m.psnr, m.ssim))
+    end
 end
-print(("%-16s %12s %12s  SSIM %.3f -> %.3f"):format("whole", "", "", metrics.whole.damaged_ssim, metrics.whole.restored_ssim))
 print(("\nRun folder: %s (model.safetensors, history.csv, metrics.json, samples.png); %.0f s in all")
     :format(args.out, whorl.clock() - t0))
