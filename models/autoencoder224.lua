@@ -60,32 +60,4 @@ local function build(o)
     return nn.Sequential(layers)
 end
 
-return function(opts)
-    opts = opts or {}
-    if type(opts) ~= "table" then error("autoencoder224: options must be a table", 2) end
-    for key in pairs(opts) do
-        if not ALLOWED[key] then
-            error(string.format("autoencoder224: unknown option '%s'", tostring(key)), 2)
-        end
-    end
-    local o = {}
-    for key, v in pairs(DEFAULTS) do o[key] = v end
-    for key, v in pairs(opts) do o[key] = v end
-    if type(o.filters) ~= "table" or #o.filters == 0 then
-        error("autoencoder224: filters must be a non-empty list of widths", 2)
-    end
-    local size = o.input_size
-    if type(size) == "number" then size = { size, size } end
-    if type(size) ~= "table" or #size ~= 2 then
-        error("autoencoder224: input_size must be a number or {h, w}", 2)
-    end
-    local div = 2 ^ (#o.filters - 1)
-    for _, s in ipairs(size) do
-        if s ~= -1 and (math.type(s) ~= "integer" or s < 1 or s % div ~= 0) then
-            error(string.format("autoencoder224: input_size %s must be divisible by %d (one " ..
-                "halving per pooling) so the output matches the input", tostring(s), div), 2)
-        end
-    end
-    if o.seed ~= nil then return nn.init.with_seed(o.seed, build, o) end
-    return build(o)
-end
+return require("autoencoder_options")("autoencoder224", DEFAULTS, ALLOWED, function(o) return #o.filters - 1 end, build)
