@@ -2,50 +2,10 @@
 -- (tests/fixtures/nn_reference.json, written by make_nn_reference.py),
 -- finite-difference gradient checks, and the error messages.
 local whorl = require "whorl"
-local cjson = require "cjson"
 local gradcheck = require "helpers.gradcheck"
 
-local HERE = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-
-local function load_fixture(name)
-    local f = assert(io.open(HERE .. "fixtures/" .. name, "r"))
-    local doc = cjson.decode(f:read("a"))
-    f:close()
-    return doc.cases
-end
-
--- A tensor from a fixture entry {shape, data}.
-local function from_fixture(e, dtype, requires_grad)
-    local function nest(dim, pos)
-        if dim > #e.shape then return e.data[pos], pos + 1 end
-        local t = {}
-        for i = 1, e.shape[dim] do t[i], pos = nest(dim + 1, pos) end
-        return t, pos
-    end
-    local t = whorl.tensor((nest(1, 1)), { dtype = dtype or "float64" })
-    if requires_grad then t.requires_grad = true end
-    return t
-end
-
--- Raises unless t has the fixture's shape and values within tol (absolute
--- plus relative to the reference).
-local function assert_close(t, e, tol, what)
-    local size = t:size()
-    assert(#size == #e.shape, string.format("%s: %d dims, reference has %d", what, #size,
-        #e.shape))
-    for d = 1, #size do
-        assert(size[d] == e.shape[d], string.format("%s: shape %s, reference %s", what,
-            table.concat(size, "x"), table.concat(e.shape, "x")))
-    end
-    local v = gradcheck.flat(t)
-    for k = 1, #e.data do
-        local diff = math.abs(v[k] - e.data[k])
-        if not (diff <= tol * (1 + math.abs(e.data[k]))) then
-            error(string.format("%s: element %d is %.12g, reference %.12g", what, k, v[k],
-                e.data[k]), 2)
-        end
-    end
-end
+local fixtures = require "helpers.fixtures"
+local load_fixture, from_fixture, assert_close = fixtures.load, fixtures.tensor, fixtures.assert_close
 
 local function run_case(c, dtype)
     local grad_names = {}
