@@ -24,25 +24,6 @@
 #include "binding.h"
 #include "kernels/nn_math.h"
 
-static void check_option_names(lua_State *L, int idx, const char *op, const char *const *allowed) {
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        bool ok = false;
-        for (const char *const *a = allowed; key && *a && !ok; a++) ok = strcmp(key, *a) == 0;
-        if (!ok) {
-            lua_pushfstring(L, "%s", *allowed);
-            for (const char *const *a = allowed + 1; *a; a++) {
-                lua_pushfstring(L, ", %s", *a);
-                lua_concat(L, 2);
-            }
-            luaL_error(L, "%s: unknown option '%s' (expected %s)", op,
-                       key ? key : luaL_tolstring(L, -2, NULL), lua_tostring(L, -1));
-        }
-    }
-}
-
 static wh_reduction parse_reduction(lua_State *L, int idx, const char *op) {
     const char *r = lua_tostring(L, idx);
     if (!r) luaL_error(L, "%s: reduction must be a string (mean, sum or none)", op);
@@ -71,7 +52,7 @@ static wh_tensor *parse_opts(lua_State *L, const char *op, const char *const *al
     if (lua_type(L, 3) != LUA_TTABLE)
         luaL_error(L, "%s: options must be a table or a reduction string, got %s", op,
                    luaL_typename(L, 3));
-    check_option_names(L, 3, op, allowed);
+    whl_check_options(L, 3, op, allowed, false);
     if (lua_getfield(L, 3, "reduction") != LUA_TNIL) *r = parse_reduction(L, -1, op);
     lua_pop(L, 1);
     if (lua_getfield(L, 3, "weight") == LUA_TNIL) return NULL;

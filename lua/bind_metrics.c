@@ -30,30 +30,6 @@
 #include "binding.h"
 #include "metrics.h"
 
-static void check_options(lua_State *L, int idx, const char *op, const char *const *allowed) {
-    if (lua_isnoneornil(L, idx)) return;
-    if (lua_type(L, idx) != LUA_TTABLE)
-        luaL_error(L, "%s: options must be a table, got %s", op, luaL_typename(L, idx));
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        bool ok = false;
-        for (const char *const *a = allowed; key && *a && !ok; a++) ok = strcmp(key, *a) == 0;
-        if (!ok) {
-            luaL_Buffer b;
-            luaL_buffinit(L, &b);
-            for (const char *const *a = allowed; *a; a++) {
-                if (a != allowed) luaL_addstring(&b, ", ");
-                luaL_addstring(&b, *a);
-            }
-            luaL_pushresult(&b);
-            luaL_error(L, "%s: unknown option '%s' (expected %s)", op,
-                       key ? key : luaL_tolstring(L, -2, NULL), lua_tostring(L, -1));
-        }
-    }
-}
-
 /* opts.mask (pushed on the stack as an anchor), or NULL. */
 static wh_tensor *opt_mask(lua_State *L, int opts, const char *op) {
     if (lua_isnoneornil(L, opts)) {
@@ -90,7 +66,7 @@ static int metric(lua_State *L, wh_metric_kind kind, const char *op) {
     static const char *const mask_only[] = {"mask", NULL};
     wh_tensor *a = whl_check_tensor(L, 1);
     wh_tensor *b = whl_check_tensor(L, 2);
-    check_options(L, 3, op, kind == WH_METRIC_MSE ? mask_only : with_range);
+    whl_check_options(L, 3, op, kind == WH_METRIC_MSE ? mask_only : with_range, false);
     wh_tensor *mask = opt_mask(L, 3, op);
     double range = opt_range(L, 3);
     int64_t n = 0;
@@ -130,7 +106,7 @@ static int l_compare(lua_State *L) {
     wh_tensor *clean = whl_check_tensor(L, 1);
     wh_tensor *damaged = whl_check_tensor(L, 2);
     wh_tensor *restored = whl_check_tensor(L, 3);
-    check_options(L, 4, op, allowed);
+    whl_check_options(L, 4, op, allowed, false);
     wh_tensor *mask = opt_mask(L, 4, op);
     double range = opt_range(L, 4);
     int64_t n = 0;

@@ -29,29 +29,6 @@
 
 #define MISSING INT_MIN
 
-/* Raises an error for a string key of the options table at idx that is not
- * in `allowed` (NULL-terminated), so a misspelt option is not ignored. */
-static void check_option_names(lua_State *L, int idx, const char *op, const char *const *allowed) {
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) continue;
-        const char *key = lua_tostring(L, -1);
-        bool ok = false;
-        for (const char *const *a = allowed; *a && !ok; a++) ok = strcmp(key, *a) == 0;
-        if (!ok) {
-            luaL_Buffer b;
-            luaL_buffinit(L, &b);
-            for (const char *const *a = allowed; *a; a++) {
-                if (a != allowed) luaL_addstring(&b, ", ");
-                luaL_addstring(&b, *a);
-            }
-            luaL_pushresult(&b);
-            luaL_error(L, "%s: unknown option '%s' (expected %s)", op, key, lua_tostring(L, -1));
-        }
-    }
-}
-
 /* A table {a, b} of two numbers (a positional pair, not an options table). */
 static bool is_pair_table(lua_State *L, int idx) {
     if (lua_type(L, idx) != LUA_TTABLE) return false;
@@ -97,7 +74,7 @@ static void parse_pool(lua_State *L, const char *op, bool avg, wh_pool_params *p
                                            "count_include_pad", NULL};
     memset(p, 0, sizeof *p);
     if (lua_type(L, 2) == LUA_TTABLE && !is_pair_table(L, 2)) {
-        check_option_names(L, 2, op, avg ? avg_opts : max_opts);
+        whl_check_options(L, 2, op, avg ? avg_opts : max_opts, true);
         whl_opt_field_pair(L, 2, "kernel", MISSING, p->kernel);
         whl_opt_field_pair(L, 2, "stride", MISSING, p->stride);
         whl_opt_field_pair(L, 2, "padding", 0, p->padding);
@@ -173,7 +150,7 @@ static int l_upsample(lua_State *L) {
     double scale[2] = {1, 1};
     int size[2] = {0, 0};
     if (lua_type(L, 2) == LUA_TTABLE && !is_pair_table(L, 2)) {
-        check_option_names(L, 2, "upsample", opts);
+        whl_check_options(L, 2, "upsample", opts, true);
         if (lua_getfield(L, 2, "scale") != LUA_TNIL) {
             check_scale(L, lua_gettop(L), scale);
             have_scale = true;
@@ -210,7 +187,7 @@ static int l_batch_norm(lua_State *L) {
     wh_tensor *x = whl_check_tensor(L, 1), *out = NULL;
     wh_tensor *w = whl_opt_tensor(L, 2), *b = whl_opt_tensor(L, 3);
     wh_tensor *rm = whl_opt_tensor(L, 4), *rv = whl_opt_tensor(L, 5);
-    if (lua_type(L, 6) == LUA_TTABLE) check_option_names(L, 6, "batch_norm", opts);
+    if (lua_type(L, 6) == LUA_TTABLE) whl_check_options(L, 6, "batch_norm", opts, true);
     bool training = whl_opt_field_boolean(L, 6, "training", true);
     double momentum = whl_opt_field_number(L, 6, "momentum", 0.1);
     double eps = whl_opt_field_number(L, 6, "eps", 1e-5);

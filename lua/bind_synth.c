@@ -46,30 +46,6 @@
 #include "binding.h"
 #include "synth.h"
 
-static void check_options(lua_State *L, int idx, const char *op, const char *const *allowed) {
-    if (lua_isnoneornil(L, idx)) return;
-    if (lua_type(L, idx) != LUA_TTABLE)
-        luaL_error(L, "%s: options must be a table, got %s", op, luaL_typename(L, idx));
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        bool ok = false;
-        for (const char *const *a = allowed; key && *a && !ok; a++) ok = strcmp(key, *a) == 0;
-        if (!ok) {
-            luaL_Buffer b;
-            luaL_buffinit(L, &b);
-            for (const char *const *a = allowed; *a; a++) {
-                if (a != allowed) luaL_addstring(&b, ", ");
-                luaL_addstring(&b, *a);
-            }
-            luaL_pushresult(&b);
-            luaL_error(L, "%s: unknown option '%s' (expected %s)", op,
-                       key ? key : luaL_tolstring(L, -2, NULL), lua_tostring(L, -1));
-        }
-    }
-}
-
 /* The generation options shared by fingerprint and batch. */
 static wh_synth_params check_params(lua_State *L, int idx, const char *op) {
     wh_synth_params p = {0};
@@ -202,7 +178,7 @@ static info_guard *push_info_guard(lua_State *L, int n) {
 static int l_fingerprint(lua_State *L) {
     static const char *const allowed[] = {"size", "dpi", "period", "seed", "finger", "impression",
                                           "class", "fields", NULL};
-    check_options(L, 1, "synth.fingerprint", allowed);
+    whl_check_options(L, 1, "synth.fingerprint", allowed, false);
     wh_synth_params p = check_params(L, 1, "synth.fingerprint");
     bool fields = whl_opt_field_boolean(L, 1, "fields", false);
     lua_settop(L, 1);
@@ -236,7 +212,7 @@ static int l_batch(lua_State *L) {
     if (lua_type(L, 1) != LUA_TTABLE)
         luaL_error(L, "synth.batch: expected an options table with at least count, got %s",
                    luaL_typename(L, 1));
-    check_options(L, 1, "synth.batch", allowed);
+    whl_check_options(L, 1, "synth.batch", allowed, false);
     lua_getfield(L, 1, "count");
     if (lua_isnil(L, -1)) luaL_error(L, "synth.batch: option 'count' is required");
     lua_pop(L, 1);
@@ -343,7 +319,7 @@ static int l_damage(lua_State *L) {
         lua_setfield(L, -2, "level");
         lua_replace(L, 3);
     }
-    check_options(L, 3, "synth.damage", allowed);
+    whl_check_options(L, 3, "synth.damage", allowed, false);
     int kinds[64], levels[64];
     int nk = check_names(L, 2, "kind", wh_damage_from_name, WH_DMG_NKINDS, wh_damage_name, kinds);
     int nl = 1;

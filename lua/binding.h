@@ -52,6 +52,10 @@ lua_Integer whl_opt_field_integer(lua_State *L, int idx, const char *name, lua_I
 bool whl_opt_field_boolean(lua_State *L, int idx, const char *name, bool def);
 /* A pair option: a number (used for both) or a table {h, w}; def if nil. */
 void whl_opt_field_pair(lua_State *L, int idx, const char *name, int def, int pair[2]);
+/* Errors on an unknown key of the options table at idx (allowed is
+ * NULL-terminated); nil passes; positional: non-string keys are ignored. */
+void whl_check_options(lua_State *L, int idx, const char *op, const char *const *allowed,
+                       bool positional);
 
 /* The families; each lives in lua/bind_<family>.c.  Weak, so the module
  * links while a family is being written. */

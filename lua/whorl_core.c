@@ -263,6 +263,37 @@ void whl_opt_field_pair(lua_State *L, int idx, const char *name, int def, int pa
     lua_pop(L, 1);
 }
 
+/* Raises an error naming the op, the key and the allowed names for a key of
+ * the options table at idx that is not in `allowed` (NULL-terminated), so a
+ * misspelt option is never silently ignored.  nil/none passes; another
+ * non-table value is an error.  Non-string keys are skipped when
+ * `positional` is true (tables that also hold positional values). */
+void whl_check_options(lua_State *L, int idx, const char *op, const char *const *allowed,
+                       bool positional) {
+    if (lua_isnoneornil(L, idx)) return;
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE)
+        luaL_error(L, "%s: options must be a table, got %s", op, luaL_typename(L, idx));
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (positional && lua_type(L, -1) != LUA_TSTRING) continue;
+        const char *key = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        bool ok = false;
+        for (const char *const *a = allowed; key && *a && !ok; a++) ok = strcmp(key, *a) == 0;
+        if (ok) continue;
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (const char *const *a = allowed; *a; a++) {
+            if (a != allowed) luaL_addstring(&b, ", ");
+            luaL_addstring(&b, *a);
+        }
+        luaL_pushresult(&b);
+        luaL_error(L, "%s: unknown option '%s' (expected %s)", op,
+                   key ? key : luaL_tolstring(L, -2, NULL), lua_tostring(L, -1));
+    }
+}
+
 /* ---- host copies ----------------------------------------------------------------------- */
 
 wh_tensor *whl_to_host(lua_State *L, wh_tensor *t) {
