@@ -8,6 +8,8 @@ local nn = require "whorl.nn"
 local optim = require "whorl.optim"
 local checkpoint = require "whorl.checkpoint"
 local autoencoder = require "autoencoder224"
+local files = require "helpers.files"
+local slurp, spit, same_state = files.slurp, files.spit, files.same_state
 
 local HERE = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local FIXTURE = HERE .. "fixtures/safetensors/python_written.safetensors"
@@ -23,28 +25,6 @@ local function raises(fn, ...)
         assert.truthy(err:find(frag, 1, true), string.format("error %q lacks %q", err, frag))
     end
     return err
-end
-
-local function slurp(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("a")
-    f:close()
-    return s
-end
-
-local function spit(path, s)
-    local f = assert(io.open(path, "wb"))
-    f:write(s)
-    f:close()
-end
-
-local function same_state(a, b)
-    local sa, keys = a:state_dict()
-    local sb = b:state_dict()
-    for _, k in ipairs(keys) do
-        if sa[k]:bytes() ~= sb[k]:bytes() then return false, k end
-    end
-    return true
 end
 
 -- A small model trained a few RMSprop steps, so the optimizer has slots.

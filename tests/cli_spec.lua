@@ -1,6 +1,8 @@
 -- bin/whorl: the synth command writes a usable dataset folder, and bad
 -- arguments fail with a message and a non-zero status.
 local whorl = require "whorl"
+local files = require "helpers.files"
+local slurp = files.slurp
 
 local function run(cmd)
     local p = io.popen(cmd .. " 2>&1")
@@ -28,13 +30,6 @@ local function read_csv(path)
         end
     end
     return rows, header
-end
-
-local function slurp(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("a")
-    f:close()
-    return s
 end
 
 describe("whorl synth", function()

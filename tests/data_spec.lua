@@ -4,6 +4,8 @@
 -- cache file (fast second load, stale and corrupt files rebuilt), and
 -- batches (shapes, per-epoch shuffling, background thread = synchronous).
 local whorl = require "whorl"
+local files = require "helpers.files"
+local slurp, spit = files.slurp, files.spit
 local data = whorl.data
 local image = whorl.image
 
@@ -12,17 +14,6 @@ os.remove(TMP)
 assert(os.execute("mkdir -p " .. TMP))
 
 local function mkdir(p) assert(os.execute("mkdir -p '" .. p .. "'")) end
-local function spit(path, s)
-    local f = assert(io.open(path, "wb"))
-    f:write(s)
-    f:close()
-end
-local function slurp(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("a")
-    f:close()
-    return s
-end
 local function maxdiff(a, b) return (a:double() - b:double()):abs():max():item() end
 
 local function err_of(fn, ...)

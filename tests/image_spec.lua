@@ -5,23 +5,12 @@
 -- round trips.
 local whorl = require "whorl"
 local cjson = require "cjson"
+local files = require "helpers.files"
+local slurp, spit = files.slurp, files.spit
 local image = whorl.image
 
 local HERE = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local FIX = HERE .. "fixtures/image/"
-
-local function slurp(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("a")
-    f:close()
-    return s
-end
-
-local function spit(path, s)
-    local f = assert(io.open(path, "wb"))
-    f:write(s)
-    f:close()
-end
 
 local manifest = cjson.decode(slurp(FIX .. "manifest.json")).files
 local by_name = {}

@@ -9,6 +9,8 @@ local callbacks = require "whorl.callbacks"
 local checkpoint = require "whorl.checkpoint"
 local progress = require "whorl.progress"
 local autoencoder = require "autoencoder224"
+local files = require "helpers.files"
+local slurp, weights_equal = files.slurp, files.same_state
 
 local tmpdir
 local function tmp(name) return tmpdir .. "/" .. name end
@@ -52,13 +54,6 @@ local function lines(s)
     return out
 end
 
-local function slurp(path)
-    local f = assert(io.open(path, "rb"))
-    local s = f:read("a")
-    f:close()
-    return s
-end
-
 local function small_model(seed)
     nn.clear_session()
     return autoencoder{ input_size = 16, filters = { 4, 8 }, seed = seed or 1 }
@@ -78,15 +73,6 @@ local function images(n, seed)
     whorl.manual_seed(seed)
     local x = whorl.rand({ n, 1, 8, 8 })
     return whorl.no_grad(function() return x:upsample({ size = { 16, 16 }, mode = "bilinear" }) end)
-end
-
-local function weights_equal(a, b)
-    local sa, keys = a:state_dict()
-    local sb = b:state_dict()
-    for _, k in ipairs(keys) do
-        if sa[k]:bytes() ~= sb[k]:bytes() then return false, k end
-    end
-    return true
 end
 
 local function snapshot(model)
