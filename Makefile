@@ -14,11 +14,14 @@ PREFIX  ?= /usr/local
 CUDA    ?= auto
 SANITIZE ?=
 
-PKG_CFLAGS := $(shell pkg-config --cflags lua$(LUA_VER) openblas 2>/dev/null)
+PKG_CFLAGS := $(shell pkg-config --cflags lua$(LUA_VER) openblas cairo 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs openblas 2>/dev/null)
 ifeq ($(PKG_LIBS),)
 PKG_LIBS := -lopenblas
 endif
+# cairo draws whorl.plot's figures; only the Lua module links it (core/ stays
+# free of it so C users do not inherit it).
+CAIRO_LIBS := $(or $(shell pkg-config --libs cairo 2>/dev/null),-lcairo)
 
 OPT     ?= -O3 -march=x86-64-v3 -mtune=generic
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fPIC -fopenmp $(OPT) -g -Wall -Wextra -Wno-unused-parameter \
@@ -108,7 +111,7 @@ $(SOLIB): $(CORE_OBJ)
 
 $(LUAMOD): $(LUA_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -shared -o $@ $(LUA_OBJ) $(LIB) $(LDLIBS)
+	$(CC) -shared -o $@ $(LUA_OBJ) $(LIB) $(LDLIBS) $(CAIRO_LIBS)
 
 $(BUILD)/cuda/%.o: cuda/%.c $(CUDA_HDRS)
 	@mkdir -p $(dir $@)

@@ -73,6 +73,10 @@ void whl_open_image(lua_State *L, int module, int methods) __attribute__((weak))
 void whl_open_synth(lua_State *L, int module, int methods) __attribute__((weak));
 void whl_open_metrics(lua_State *L, int module, int methods) __attribute__((weak));
 void whl_open_fingerprint(lua_State *L, int module, int methods) __attribute__((weak));
+/* Matching and evaluation add to module.fingerprint (creating it if absent). */
+void whl_open_fingerprint_match(lua_State *L, int module, int methods) __attribute__((weak));
+/* module.plot: a cairo canvas (lua/bind_plot.c). */
+void whl_open_plot(lua_State *L, int module, int methods) __attribute__((weak));
 void whl_open_cuda(lua_State *L, int module, int methods) __attribute__((weak));
 
 #endif

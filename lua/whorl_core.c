@@ -509,7 +509,8 @@ int luaopen_whorl_core(lua_State *L) {
                                                  whl_open_nn, whl_open_conv, whl_open_loss,
                                                  whl_open_optim,
                                                  whl_open_image, whl_open_synth, whl_open_metrics,
-                                                 whl_open_fingerprint, whl_open_cuda};
+                                                 whl_open_fingerprint, whl_open_fingerprint_match,
+                                                 whl_open_plot, whl_open_cuda};
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++)
         if (families[i]) families[i](L, module, methods);
     lua_settop(L, module);

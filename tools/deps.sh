@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages whorl needs, only those that are missing.
-# Usage: tools/deps.sh [build|test|bench|fuzz]   (test and bench include the
-# previous sets; fuzz is build plus clang's fuzzer runtime)
+# Usage: tools/deps.sh [build|test|ci|bench|fuzz]   (test and bench include the
+# previous sets; ci is test plus chromium for the report render check; fuzz is
+# build plus clang's fuzzer runtime)
 set -euo pipefail
 set_name=${1:-test}
 
-build_pkgs="build-essential pkg-config lua5.4 liblua5.4-dev libopenblas-dev libtiff-dev libstb-dev"
+build_pkgs="build-essential pkg-config lua5.4 liblua5.4-dev libopenblas-dev libtiff-dev libstb-dev libcairo2-dev fonts-dejavu-core"
 test_pkgs="lua-busted lua-cjson lua-argparse"
 bench_pkgs="python3-torch"
+ci_pkgs="chromium"
 fuzz_pkgs="clang libclang-rt-14-dev libomp-dev"
 
 pkgs="$build_pkgs"
 case "$set_name" in
   build) ;;
   test) pkgs="$pkgs $test_pkgs" ;;
+  ci) pkgs="$pkgs $test_pkgs $ci_pkgs" ;;
   bench) pkgs="$pkgs $test_pkgs $bench_pkgs" ;;
   fuzz) pkgs="$pkgs $fuzz_pkgs" ;;
   *) echo "deps.sh: unknown set '$set_name' (build, test, bench or fuzz)" >&2; exit 2 ;;

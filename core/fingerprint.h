@@ -1,0 +1,74 @@
+/* Fingerprint identity: minutiae extraction (core/fp_*.c) and matching
+ * (core/fp_match*.c), so a restoration is judged by whether it is still the
+ * same finger.
+ *
+ * Images are single-channel float32 in [0, 1], row-major height*width,
+ * ridges dark on a light background (as whorl.synth draws them and as
+ * sensors deliver them).  Coordinates are pixels with (0,0) the top-left
+ * pixel centre; angles are radians in [0, 2*pi), measured counter-clockwise
+ * from the +x axis with y pointing down the image (so a minutia's direction
+ * (cos a, -sin a) is a step in image coordinates).  The type codes are the
+ * crossing numbers, shared with whorl.synth's ground truth (wh_fp_minutia). */
+#ifndef WHORL_FINGERPRINT_H
+#define WHORL_FINGERPRINT_H
+
+#include <stdint.h>
+
+#include "status.h"
+
+#define WH_MINUTIA_ENDING 1
+#define WH_MINUTIA_BIFURCATION 3
+
+typedef struct {
+    float x, y;
+    float angle;   /* radians in [0, 2*pi): for endings it points away from the ridge */
+    int type;      /* WH_MINUTIA_ENDING or WH_MINUTIA_BIFURCATION */
+    float quality; /* in [0, 1]: local ridge clarity and distance from the mask border */
+} wh_minutia;
+
+/* A template: what the matcher needs of one print. */
+typedef struct {
+    int count;
+    wh_minutia *minutiae; /* malloc'd, count entries (NULL when 0); wh_template_free */
+    int height, width;    /* of the image it came from */
+} wh_template;
+
+void wh_template_free(wh_template *t);
+
+/* ---- extraction (Hong, Wan and Jain 1998 chain) ------------------------------- */
+
+typedef struct {
+    double dpi;            /* resolution of the input; periods scale by dpi/500 (default 500) */
+    int block;             /* block side for segmentation/orientation/frequency (default 16 at 500 dpi) */
+    double variance_threshold; /* foreground when block variance of the normalised image exceeds it */
+    double orientation_sigma;  /* smoothing of the doubled-angle field, pixels */
+    double gabor_sigma;        /* Gabor envelope as a fraction of the local period */
+    int border;            /* drop minutiae closer than this to the mask border, pixels */
+    int min_ridge;         /* spurs / short ridges / breaks shorter than this are cleaned, pixels */
+} wh_extract_params;
+
+/* Defaults for a dpi (<= 0 means 500). */
+wh_extract_params wh_extract_defaults(double dpi);
+
+/* Optional intermediate outputs, each height*width floats or NULL:
+ * enhanced image (ridges 1, valleys 0 after Gabor + binarisation), the
+ * orientation of ridges in [0, pi), the ridge frequency (1/period, 0 where
+ * unknown), the foreground mask (0/1), and the thinned skeleton (0/1). */
+typedef struct {
+    float *enhanced;
+    float *orientation;
+    float *frequency;
+    float *mask;
+    float *skeleton;
+} wh_extract_fields;
+
+/* Minutiae of one image into out (out->minutiae malloc'd).  fields may be
+ * NULL.  Errors (WH_ERR_ARG) on non-finite pixels or sides under 32. */
+wh_status wh_extract_minutiae(const float *image, int height, int width,
+                              const wh_extract_params *params, wh_template *out,
+                              const wh_extract_fields *fields);
+
+/* ---- matching ----------------------------------------------------------------- */
+/* Declared in core/fp_match.h by the matcher. */
+
+#endif
