@@ -5,9 +5,11 @@
  * Images are single-channel float32 in [0, 1], row-major height*width,
  * ridges dark on a light background (as whorl.synth draws them and as
  * sensors deliver them).  Coordinates are pixels with (0,0) the top-left
- * pixel centre; angles are radians in [0, 2*pi), measured counter-clockwise
- * from the +x axis with y pointing down the image (so a minutia's direction
- * (cos a, -sin a) is a step in image coordinates).  The type codes are the
+ * pixel centre (whorl.synth's C coordinates put that centre at (0.5, 0.5):
+ * subtract 0.5 to compare).  Angles are radians in [0, 2*pi) in the image
+ * frame, as whorl.synth's: measured from +x turning towards +y (down), so a
+ * minutia's direction (cos a, sin a) is a step in image coordinates and the
+ * rotation of an image by r adds r to every angle.  The type codes are the
  * crossing numbers, shared with whorl.synth's ground truth (wh_fp_minutia). */
 #ifndef WHORL_FINGERPRINT_H
 #define WHORL_FINGERPRINT_H
@@ -21,7 +23,10 @@
 
 typedef struct {
     float x, y;
-    float angle;   /* radians in [0, 2*pi): for endings it points away from the ridge */
+    float angle;   /* radians in [0, 2*pi): an ending points away from its ridge (where
+                      the ridge would go on); a bifurcation along its stem, away from
+                      the fork (the direction of the ending it becomes when the fork's
+                      branch breaks off: the valley ending's direction) */
     int type;      /* WH_MINUTIA_ENDING or WH_MINUTIA_BIFURCATION */
     float quality; /* in [0, 1]: local ridge clarity and distance from the mask border */
 } wh_minutia;
@@ -33,6 +38,7 @@ typedef struct {
     int height, width;    /* of the image it came from */
 } wh_template;
 
+/* Frees t->minutiae and zeroes t (defined in core/fp_extract.c). */
 void wh_template_free(wh_template *t);
 
 /* ---- extraction (Hong, Wan and Jain 1998 chain) ------------------------------- */
@@ -67,6 +73,24 @@ typedef struct {
 wh_status wh_extract_minutiae(const float *image, int height, int width,
                               const wh_extract_params *params, wh_template *out,
                               const wh_extract_fields *fields);
+
+/* count images (count*height*width) into out[count]; OpenMP over images.
+ * On failure every out[i] is freed and zeroed. */
+wh_status wh_extract_batch(const float *images, int count, int height, int width,
+                           const wh_extract_params *params, wh_template *out);
+
+/* ---- pairing of two minutia sets in the same frame ------------------------------ */
+
+/* One-to-one pairs (a index, b index) of minutiae closer than max_distance
+ * pixels whose angles differ by at most max_angle radians (modulo pi when
+ * axial, for ground truth whose bifurcation angles are axes), chosen
+ * greedily by increasing cost distance/max_distance + angle/max_angle (the
+ * usual scoring of extracted against ground-truth minutiae; types are not
+ * compared, since pressure turns endings into bifurcations).  pairs holds
+ * 2 * min(na, nb) ints: pairs[2k], pairs[2k+1]; *count receives how many. */
+wh_status wh_minutiae_pair(const wh_minutia *a, int na, const wh_minutia *b, int nb,
+                           double max_distance, double max_angle, int axial, int *pairs,
+                           int *count);
 
 /* ---- matching ----------------------------------------------------------------- */
 /* Declared in core/fp_match.h by the matcher. */
