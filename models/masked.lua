@@ -18,8 +18,9 @@
 --       train = augment.damaged(clean, {with_mask = true, seed = 1})}   -- x, y, mask batches
 --
 -- masked.loss(opts) returns function(pred, target, weight) -> scalar tensor:
---   reconstruction  "mse" (default) or "l1" of the composite against the
---                   clean target, over the whole image
+--   reconstruction  "mse" (default), "l1" or any whorl.losses object (SSIM,
+--                   a Sum...) of the composite against the clean target,
+--                   over the whole image
 --   + mask_weight (1) * BCE(model.last_mask, weight), when the trainer passes
 --                   the true damage mask as the third value (augment.damaged
 --                   with with_mask = true; whorl.synth.damage's mask); without
@@ -90,7 +91,11 @@ function M.loss(opts)
     local rec
     if rec_name == "mse" then rec = losses.MSE()
     elseif rec_name == "l1" then rec = losses.L1()
-    else error("masked.loss: reconstruction must be \"mse\" or \"l1\", got " .. tostring(rec_name), 2) end
+    elseif losses.is_loss(rec_name) then rec = rec_name
+    else
+        error("masked.loss: reconstruction must be \"mse\", \"l1\" or a whorl.losses object, got " ..
+            tostring(rec_name), 2)
+    end
     local bce = losses.BCE()
     local model, mask_weight = opts.model, opts.mask_weight or 1
     return function(pred, target, weight)

@@ -18,7 +18,10 @@
 --
 -- Options:
 --   depth        2, the number of poolings; inputs must be divisible by 2^depth
---   filters      16, the first level's width (doubled at every level)
+--   filters      16, the first level's width (doubled at every level), or a
+--                list of depth + 1 widths, one per level, the bottleneck's
+--                last ({16, 32, 64} is the default); with a list, depth is
+--                #filters - 1 unless given (and then it must agree)
 --   kernel_size  3
 --   batch_norm   false
 --   channels     1, input channels
@@ -40,6 +43,34 @@ for k in pairs(DEFAULTS) do ALLOWED[k] = true end
 
 local UNet = nn.Module:extend("UNet", { module = "unet" })
 
+-- The width of every level (depth + 1 of them, the bottleneck's last), from
+-- filters as a number (doubled per level) or a list; sets o.depth from a list.
+local function widths_of(who, o, depth_given)
+    local f, widths = o.filters, {}
+    if type(f) == "table" then
+        if #f < 1 then error(who .. ": filters must be a positive integer or a non-empty list of them", 4) end
+        for i, w in ipairs(f) do widths[i] = math.tointeger(w) or w end
+        if depth_given and o.depth ~= #f - 1 then
+            error(string.format("%s: depth %s disagrees with the %d widths of filters (depth + 1 expected)",
+                who, tostring(o.depth), #f), 4)
+        end
+        o.depth = #f - 1
+    else
+        if math.type(o.depth) ~= "integer" then return {} end -- reported by the caller
+        if math.type(f) ~= "integer" or f < 1 then
+            error(string.format("%s: filters must be a positive integer or a list of them, got %s",
+                who, tostring(f)), 4)
+        end
+        for level = 0, o.depth do widths[level + 1] = f << level end
+    end
+    for i, w in ipairs(widths) do
+        if math.type(w) ~= "integer" or w < 1 then
+            error(string.format("%s: filters must be positive integers, got %s at level %d", who, tostring(w), i), 4)
+        end
+    end
+    return widths
+end
+
 local function options(who, opts)
     opts = opts or {}
     if type(opts) ~= "table" then error(who .. ": options must be a table", 3) end
@@ -50,7 +81,8 @@ local function options(who, opts)
     for k, v in pairs(DEFAULTS) do o[k] = v end
     -- JSON (a checkpoint's config) gives integers back as floats: take them as integers
     for k, v in pairs(opts) do o[k] = math.tointeger(v) or v end
-    for _, k in ipairs{ "depth", "filters", "kernel_size", "channels", "out_channels" } do
+    o.widths = widths_of(who, o, opts.depth ~= nil)
+    for _, k in ipairs{ "depth", "kernel_size", "channels", "out_channels" } do
         local v = o[k]
         if math.type(v) ~= "integer" or v < (k == "depth" and 0 or 1) then
             error(string.format("%s: %s must be a positive integer, got %s", who, k, tostring(v)), 3)
@@ -80,19 +112,19 @@ local function block(cin, cout, o)
 end
 
 local function build(self, o)
-    local f, depth = o.filters, o.depth
+    local widths, depth = o.widths, o.depth
     local enc, dec, ups = {}, {}, {}
     local cin = o.channels
-    for level = 0, depth - 1 do
-        enc[#enc + 1] = block(cin, f * 2 ^ level // 1, o)
-        cin = f * 2 ^ level // 1
+    for level = 1, depth do
+        enc[#enc + 1] = block(cin, widths[level], o)
+        cin = widths[level]
     end
     self.encoders = nn.ModuleList(table.unpack(enc))
     self.pool = nn.MaxPool2d(2)
-    self.bottleneck = block(cin, f * 2 ^ depth // 1, o)
-    cin = f * 2 ^ depth // 1
-    for level = depth - 1, 0, -1 do
-        local w = f * 2 ^ level // 1
+    self.bottleneck = block(cin, widths[depth + 1], o)
+    cin = widths[depth + 1]
+    for level = depth, 1, -1 do
+        local w = widths[level]
         if o.up == "transpose" then
             ups[#ups + 1] = nn.ConvTranspose2d(cin, w, 2, { stride = 2, dtype = o.dtype })
             dec[#dec + 1] = block(w + w, w, o)
@@ -112,7 +144,7 @@ end
 function UNet:__init(opts)
     local o = options("unet", opts)
     rawset(self, "opts", o)
-    rawset(self, "features", o.filters)   -- channels of the trunk's output when head = false
+    rawset(self, "features", o.widths[1])   -- channels of the trunk's output when head = false
     if o.seed ~= nil then
         nn.init.with_seed(o.seed, build, self, o)
     else
@@ -151,8 +183,8 @@ end
 
 function UNet:extra_repr()
     local o = self.opts
-    return string.format("depth=%d, filters=%d, kernel_size=%d, batch_norm=%s, up=%s", o.depth,
-        o.filters, o.kernel_size, tostring(o.batch_norm), o.up)
+    return string.format("depth=%d, filters=%s, kernel_size=%d, batch_norm=%s, up=%s", o.depth,
+        table.concat(o.widths, ","), o.kernel_size, tostring(o.batch_norm), o.up)
 end
 
 return UNet

@@ -1,0 +1,140 @@
+-- The reconstruction job's data: training, validation and test prints, as
+-- damaged inputs, clean targets and the masks of the damaged pixels.
+--
+--   local sets = require("whorl.jobs.reconstruct_data").load(o)
+--   sets.train    for whorl.fit: clean prints damaged afresh every epoch
+--                 (whorl.augment), or fixed pairs ({x, y[, weight]})
+--   sets.valid    {x, y[, weight]}: one fixed draw, so val_loss compares across epochs
+--   sets.test     {clean, damaged, mask (N,1,H,W), fingers = {finger number per print}
+--                 or nil when the names give no finger, about = a line}
+--   sets.about    a line saying what the data is
+-- The weight (the damage mask) goes with the batches only for the masked
+-- model, whose loss learns the mask from it (models/masked.lua).
+--
+-- o.data nil: synthetic prints (whorl.synth), o.fingers fingers x
+-- o.impressions for training and validation (80/20 over prints) and
+-- o.test_fingers other fingers for the test, all damaged by every kind of
+-- whorl.synth.damage at random levels.  o.data a folder: whorl.data.detect's
+-- layout; SOCOFing Altered/ and damaged/ + clean/ folders give real damaged
+-- and clean pairs (the mask: pixels that differ by more than 0.05), other
+-- layouts clean prints damaged here.  Real prints are split 64/16/20 into
+-- training, validation and test, by finger where the names give one.
+local whorl = require "whorl"
+local augment = require "whorl.augment"
+local core_data = require("whorl.core")._data
+
+local M = {}
+
+-- Pixels of a real damaged/clean pair that differ by more than this count
+-- as damaged (13 grey levels of 255: above the noise of re-encoding).
+M.DIFF_THRESHOLD = 0.05
+
+local function fail(fmt, ...) error("reconstruct: " .. string.format(fmt, ...), 0) end
+
+local function rows(t, idx)
+    local parts = {}
+    for i, k in ipairs(idx) do parts[i] = t:narrow(1, k, 1) end
+    return whorl.cat(parts, 1)
+end
+
+-- The damaged pixels of a pair, 1 where |damaged - clean| > DIFF_THRESHOLD.
+function M.difference_mask(damaged, clean)
+    return (((damaged - clean):abs() - M.DIFF_THRESHOLD) * 1e4):clamp(0, 1)
+end
+
+-- Training data from clean training prints, and fixed damaged copies of
+-- the validation and test prints.
+local function from_clean(o, train_clean, valid_clean, test_clean, with_mask)
+    local sets = {}
+    if o.frozen_damage then
+        local x, mask = whorl.synth.damage(train_clean, "random", { level = "random", seed = o.seed + 2 })
+        sets.train = { x = x, y = train_clean, weight = with_mask and mask or nil }
+    else
+        sets.train = augment.damaged(train_clean, { seed = o.seed, with_mask = with_mask })
+    end
+    local vx, vmask = whorl.synth.damage(valid_clean, "random", { level = "random", seed = o.seed + 1 })
+    sets.valid = { x = vx, y = valid_clean, weight = with_mask and vmask or nil }
+    local tx, tmask = whorl.synth.damage(test_clean, "random", { level = "random", seed = o.seed + 1001 })
+    sets.test = { clean = test_clean, damaged = tx, mask = tmask }
+    return sets
+end
+
+local function synthetic(o, with_mask)
+    local function prints(seed, fingers)
+        return whorl.synth.batch{ count = fingers * o.impressions, impressions = o.impressions,
+            size = o.size, dpi = o.dpi, seed = seed, info = false }
+    end
+    local clean = prints(o.seed, o.fingers)
+    local n = clean:size()[1]
+    local perm = core_data.permutation(n, o.seed)
+    local cut = math.floor(n * 0.8 + 0.5)
+    local test_clean = prints(o.seed + 1000, o.test_fingers)
+    local sets = from_clean(o, rows(clean, table.move(perm, 1, cut, 1, {})),
+        rows(clean, table.move(perm, cut + 1, n, 1, {})), test_clean, with_mask)
+    sets.test.fingers = {}
+    for i = 1, test_clean:size()[1] do sets.test.fingers[i] = (i - 1) // o.impressions + 1 end
+    sets.about = ("%d synthetic prints (%d fingers x %d impressions, %d dpi), %d for training and %d " ..
+        "for validation"):format(n, o.fingers, o.impressions, o.dpi, cut, n - cut)
+    sets.test.about = ("%d prints of %d other fingers"):format(test_clean:size()[1], o.test_fingers)
+    return sets
+end
+
+-- All of a dataset's images at once: x (N,1,H,W) and, for pairs, y.
+local function tensors(ds)
+    local loader = ds:loader(#ds, { shuffle = false, background = false })
+    local x, y = loader:epoch(1)()
+    loader:close()
+    return x, y
+end
+
+-- Finger numbers 1, 2, ... from the items' finger ids, or nil without them.
+local function finger_numbers(ds)
+    local ids, out, count = {}, {}, 0
+    for i, it in ipairs(ds.items) do
+        if it.finger_id == nil then return nil end
+        if not ids[it.finger_id] then
+            count = count + 1
+            ids[it.finger_id] = count
+        end
+        out[i] = ids[it.finger_id]
+    end
+    return out
+end
+
+local function real(o, with_mask)
+    if not core_data.is_dir(o.data) then fail("--data: no folder %s", o.data) end
+    local ds = whorl.data.detect(o.data, { size = o.size })
+    local by = ds.items[1] and ds.items[1].finger_id and "finger" or "image"
+    if #ds < 3 then fail("--data: %s has %d image(s); the split needs at least 3", o.data, #ds) end
+    local train, valid, test = ds:split({ 0.64, 0.16, 0.2 }, { seed = o.seed, by = by })
+    local paired = ds.items[1].target ~= nil
+    local sets
+    if paired then
+        local function pairs_of(part)
+            local x, y = tensors(part)
+            return x, y, M.difference_mask(x, y)
+        end
+        local tx, ty, tm = pairs_of(train)
+        local vx, vy, vm = pairs_of(valid)
+        local sx, sy, sm = pairs_of(test)
+        sets = { train = { x = tx, y = ty, weight = with_mask and tm or nil },
+            valid = { x = vx, y = vy, weight = with_mask and vm or nil },
+            test = { clean = sy, damaged = sx, mask = sm } }
+    else
+        sets = from_clean(o, tensors(train), tensors(valid), tensors(test), with_mask)
+    end
+    sets.test.fingers = finger_numbers(test)
+    sets.about = ("%d %s images from %s (%s), split by %s: %d training, %d validation"):format(
+        #ds, ds.layout, o.data, paired and "damaged and clean pairs" or "clean, damaged here", by,
+        #train, #valid)
+    sets.test.about = ("%d %s images of other %ss"):format(#test, ds.layout, by)
+    return sets
+end
+
+function M.load(o)
+    local with_mask = o.model == "masked"
+    if o.data then return real(o, with_mask) end
+    return synthetic(o, with_mask)
+end
+
+return M

@@ -1,0 +1,207 @@
+-- What the reconstruction job makes of a trained model: restored test
+-- prints, their scores, and the run folder's figures and report.
+--
+--   local out = require "whorl.jobs.reconstruct_outputs"
+--   local restored, mask = out.restore(model, test.damaged)   -- mask: the masked model's guess
+--   local metrics = out.scores(test, restored)                -- whole image and damaged region
+--   metrics.identity = out.identity(test, restored, dpi)      -- fp.evaluate, when whorl.fingerprint has it
+--   out.samples(dir .. "/samples.png", test, restored, mask)
+--   out.gradcam(dir .. "/gradcam.png", model, test)
+--   out.report(dir, title)                                    -- loss.png, report.html
+-- The figures need whorl.plot, whorl.gradcam and whorl.report; a piece
+-- that is missing is skipped with a note (samples.png then falls back to a
+-- plain image grid), so the job runs with whatever this build has.
+local whorl = require "whorl"
+
+local M = {}
+
+-- A module's table when it loads and has every named function, or nil and why not.
+local function optional(name, ...)
+    local ok, mod = pcall(require, name)
+    if not ok then return nil, name .. " is not available" end
+    for _, fn in ipairs({ ... }) do
+        if type(mod) ~= "table" or type(mod[fn]) ~= "function" then
+            return nil, name .. " has no " .. fn
+        end
+    end
+    return mod
+end
+M.optional = optional
+
+local function note(fmt, ...) io.stderr:write("reconstruct: ", string.format(fmt, ...), "\n") end
+
+-- The model's outputs over x in batches, in eval mode without gradients:
+-- the restored prints and, when the model returns one (models/masked.lua),
+-- its damage mask.
+function M.restore(model, x, batch_size)
+    batch_size = batch_size or 32
+    local was_training = model.training
+    model:eval()
+    local outs, masks = {}, {}
+    whorl.no_grad(function()
+        local n = x:size()[1]
+        for at = 1, n, batch_size do
+            local y, m = model(x:narrow(1, at, math.min(batch_size, n - at + 1)))
+            outs[#outs + 1] = y
+            if whorl.is_tensor(m) then masks[#masks + 1] = m end
+        end
+    end)
+    model:train(was_training)
+    return whorl.cat(outs, 1), #masks == #outs and whorl.cat(masks, 1) or nil
+end
+
+-- 1 where t > 0.5, else 0 (t in [0, 1]).
+local function binary(t) return ((t - 0.5) * 1e6):clamp(0, 1) end
+
+-- The prints whose damage mask is not empty (a region metric needs pixels).
+local function damaged_rows(mask)
+    local n = mask:size()[1]
+    local counts = binary(mask):view(n, -1):sum(2):totable()
+    local idx = {}
+    for i = 1, n do if counts[i] > 0 then idx[#idx + 1] = i end end
+    return idx
+end
+
+local function rows(t, idx)
+    local parts = {}
+    for i, k in ipairs(idx) do parts[i] = t:narrow(1, k, 1) end
+    return whorl.cat(parts, 1)
+end
+
+-- whorl.metrics.compare over the whole image (every test print) and over
+-- the damaged region (the prints that have one).
+function M.scores(test, restored)
+    local metrics = whorl.metrics.compare(test.clean, test.damaged, restored)
+    metrics.test_images = test.clean:size()[1]
+    local idx = damaged_rows(test.mask)
+    if #idx > 0 then
+        local sub = #idx == metrics.test_images and test or { clean = rows(test.clean, idx),
+            damaged = rows(test.damaged, idx), mask = rows(test.mask, idx) }
+        local r = whorl.metrics.compare(sub.clean, sub.damaged, #idx == metrics.test_images and restored
+            or rows(restored, idx), { mask = sub.mask })
+        metrics.region, metrics.region_images = r.region, #idx
+    end
+    return metrics
+end
+
+-- Identity: fp.evaluate over the test prints (genuine and impostor match
+-- scores of damaged and restored prints against the clean ones), or nil.
+function M.identity(test, restored, dpi)
+    local fp, why = optional("whorl.fingerprint", "evaluate")
+    if not fp then return nil, why end
+    if not test.fingers then return nil, "the test prints' names give no fingers" end
+    local s = test.clean:size()
+    local function planes(t) return t:contiguous():view(s[1], s[3], s[4]) end
+    local ok, res = pcall(fp.evaluate, { clean = planes(test.clean), damaged = planes(test.damaged),
+        restored = planes(restored), fingers = test.fingers, dpi = dpi, fmr = { 0.01, 0.001 } })
+    if not ok then return nil, "fp.evaluate failed: " .. tostring(res) end
+    return res
+end
+
+-- Up to `count` print numbers spread evenly over n.
+local function spread(n, count)
+    local idx = {}
+    for i = 1, math.min(count, n) do idx[i] = (i - 1) * n // math.min(count, n) + 1 end
+    return idx
+end
+
+-- samples.png: 10 test prints, rows clean, damaged, restored (and the
+-- masked model's mask), each image captioned with its PSNR/SSIM against
+-- the clean print (the mask with its IoU against the true damage).
+function M.samples(path, test, restored, mask)
+    local idx = spread(test.clean:size()[1], 10)
+    local clean = rows(test.clean, idx)
+    local function row(label, t, caption_of)
+        local images, captions = {}, {}
+        for i = 1, #idx do
+            images[i] = t[i][1]
+            captions[i] = caption_of and caption_of(i) or nil
+        end
+        return { label = label, images = images, captions = captions }
+    end
+    local function quality(t)
+        local _, psnr = whorl.metrics.psnr(t, clean)
+        local _, ssim = whorl.metrics.ssim(t, clean)
+        return function(i) return ("%.1f dB %.2f"):format(psnr[i], ssim[i]) end
+    end
+    local damaged, out = rows(test.damaged, idx), rows(restored, idx)
+    local grid = { row("clean", clean), row("damaged", damaged, quality(damaged)),
+        row("restored", out, quality(out)) }
+    if mask then
+        local guess, truth = binary(rows(mask, idx)), binary(rows(test.mask, idx))
+        local n = #idx
+        local inter = (guess * truth):view(n, -1):sum(2):totable()
+        local union = (guess + truth - guess * truth):view(n, -1):sum(2):totable()
+        grid[#grid + 1] = row("mask", rows(mask, idx), function(i)
+            return union[i] > 0 and ("IoU %.2f"):format(inter[i] / union[i]) or "no damage"
+        end)
+    end
+    local plot = optional("whorl.plot", "image_grid")
+    if plot then
+        plot.image_grid{ path = path, rows = grid, cell = math.max(64, math.min(128, test.clean:size()[3])) }
+        return
+    end
+    note("whorl.plot is missing: samples.png without captions")
+    local strips = {}
+    for r, g in ipairs(grid) do strips[r] = whorl.cat(g.images, 2) end
+    whorl.image.write(path, whorl.cat(strips, 1))
+end
+
+-- gradcam.png: where the model looked to restore the damaged pixels of the
+-- test print with the most damage (score "mask": its output inside the mask).
+function M.gradcam(path, model, test)
+    local gradcam, why = optional("whorl.gradcam", "compute", "figure")
+    if not gradcam then return nil, why end
+    local n = test.mask:size()[1]
+    local counts = binary(test.mask):view(n, -1):sum(2):totable()
+    local k = 1
+    for i = 2, n do if counts[i] > counts[k] then k = i end end
+    local input = test.damaged:narrow(1, k, 1)
+    local ok, err = pcall(function()
+        local heat = gradcam.compute(model, input, { score = "mask", mask = test.mask[k][1] })
+        gradcam.figure{ path = path, image = input[1][1], heat = heat[1],
+            title = ("Grad-CAM of the restored damage, test print %d"):format(k) }
+    end)
+    if not ok then return nil, "Grad-CAM failed: " .. tostring(err) end
+    return true
+end
+
+-- loss.png and report.html (whorl.report), last, once every file is there.
+function M.report(dir, title)
+    local report, why = optional("whorl.report", "loss_png", "write_html")
+    if not report then return nil, why end
+    report.loss_png(dir .. "/history.csv", dir .. "/loss.png")
+    report.write_html(dir, { title = title })
+    return true
+end
+
+-- The test scores as a table on stdout.
+function M.print_scores(metrics, about)
+    print(("\nTest set (%s):"):format(about))
+    print(("%-8s %-9s %10s %10s %8s"):format("region", "prints", "MSE", "PSNR", "SSIM"))
+    for _, region in ipairs({ "whole", "region" }) do
+        for _, which in ipairs({ "damaged", "restored" }) do
+            local m = metrics[region] and metrics[region][which]
+            if m then
+                print(("%-8s %-9s %10.5f %7.2f dB %8.3f"):format(region == "region" and "damaged" or "whole",
+                    which, m.mse, m.psnr, m.ssim))
+            end
+        end
+    end
+    local id = metrics.identity
+    if id then
+        print(("\nIdentity (%d genuine pairs, %d impostor pairs; minutiae matching, %.0f s):")
+            :format(id.genuine.count or 0, id.impostor.count or 0, id.seconds or 0))
+        print(("%-9s %14s %12s %12s %8s %18s"):format("prints", "genuine score", "GMR@FMR1%",
+            "GMR@FMR0.1%", "EER", "minutiae P / R"))
+        for _, which in ipairs({ "damaged", "restored" }) do
+            local gmr, mn = id.gmr[which] or {}, id.minutiae and id.minutiae[which] or {}
+            print(("%-9s %14.3f %12.3f %12.3f %8.3f %8.3f / %.3f"):format(which, id.genuine[which].mean,
+                gmr["0.01"] or 0 / 0, gmr["0.001"] or 0 / 0, id.eer[which] or 0 / 0,
+                mn.precision or 0 / 0, mn.recall or 0 / 0))
+        end
+        print(("(impostor mean score %.3f)"):format(id.impostor.mean))
+    end
+end
+
+return M
