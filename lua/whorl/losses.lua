@@ -10,8 +10,16 @@
 --       as tf.image.ssim; differentiable (two 1-d convolutions of the
 --       Gaussian over core ops).
 --   0.84 * losses.L1() + 0.16 * losses.SSIM()   weighted sums (losses.Sum)
+--   losses.CrossEntropy{class_weights = nil, reduction = "mean"}
+--       softmax cross-entropy of logits (N, K) against class ids (N),
+--       1-based, in any dtype (whorl.cross_entropy; Keras'
+--       sparse_categorical_crossentropy with from_logits = True).
+--       class_weights: a list of K numbers (PyTorch's weight: the mean
+--       divides by the summed weights).  A third argument is a per-sample
+--       weight (N).
 --   losses.get("mse")   Keras' names: mse/mean_squared_error, mae/l1/
---                       mean_absolute_error, binary_crossentropy/bce, ssim
+--                       mean_absolute_error, binary_crossentropy/bce, ssim,
+--                       cross_entropy/sparse_categorical_crossentropy/ce
 --   losses.ssim(x, y, opts) -> mean SSIM (a metric), losses.ssim_map(...)
 -- Each loss has config() (plain data) and losses.from_config(cfg).
 local whorl = require "whorl"
@@ -215,6 +223,75 @@ end
 
 setmetatable(SSIM, { __index = Loss, __call = function(_, opts) return SSIM.new(opts) end })
 
+-- ---- cross-entropy of class logits ---------------------------------------------------------
+
+local CrossEntropy = define("CrossEntropy")
+losses.CrossEntropy = CrossEntropy
+
+function CrossEntropy.new(opts)
+    opts = check_options("CrossEntropy", opts, { "class_weights", "reduction" })
+    local r = opts.reduction or "mean"
+    if r ~= "mean" and r ~= "sum" and r ~= "none" then
+        error("CrossEntropy: reduction must be mean, sum or none, got " .. tostring(r), 2)
+    end
+    local cw = opts.class_weights
+    if cw ~= nil then
+        if type(cw) ~= "table" or #cw == 0 then
+            error("CrossEntropy: class_weights must be a list of numbers, one per class", 2)
+        end
+        for i, v in ipairs(cw) do
+            if type(v) ~= "number" or v < 0 then
+                error(string.format("CrossEntropy: class_weights[%d] must be a number >= 0, got %s",
+                    i, tostring(v)), 2)
+            end
+        end
+        cw = { table.unpack(cw) }
+    end
+    return setmetatable({ reduction = r, class_weights = cw }, CrossEntropy)
+end
+
+-- Class ids outside 1..K are an error naming the id (the C op checks too;
+-- this names the loss and the sample).
+local function check_class_ids(logits, target)
+    if logits:dim() ~= 2 then
+        error(string.format("CrossEntropy: logits must be (N, K), got [%s]",
+            table.concat(logits:size(), ", ")), 0)
+    end
+    if target:dim() ~= 1 or target:size(1) ~= logits:size(1) then
+        error(string.format("CrossEntropy: target must hold one class id per sample (%d), got [%s]",
+            logits:size(1), table.concat(target:size(), ", ")), 0)
+    end
+    local k = logits:size(2)
+    for i, c in ipairs(target:totable()) do
+        if c ~= math.floor(c) or c < 1 or c > k then
+            error(string.format("CrossEntropy: sample %d has class id %g, outside 1..%d", i, c, k), 0)
+        end
+    end
+end
+
+function CrossEntropy:forward(logits, target, weight)
+    check_class_ids(logits, target)
+    local cw = self.class_weights
+    if cw and #cw ~= logits:size(2) then
+        error(string.format("CrossEntropy: %d class_weights for %d classes", #cw, logits:size(2)), 0)
+    end
+    local o = { reduction = weight and "none" or self.reduction }
+    if cw then o.weight = whorl.tensor(cw, logits:dtype()) end
+    local out = whorl.cross_entropy(logits, target, o)
+    if weight == nil then return out end
+    out = out * weight:reshape(-1):to(logits:dtype())
+    if self.reduction == "mean" then return out:mean() end
+    if self.reduction == "sum" then return out:sum() end
+    return out
+end
+
+function CrossEntropy:config()
+    return { type = "CrossEntropy", reduction = self.reduction,
+        class_weights = self.class_weights and { table.unpack(self.class_weights) } }
+end
+
+setmetatable(CrossEntropy, { __index = Loss, __call = function(_, opts) return CrossEntropy.new(opts) end })
+
 -- ---- weighted sums ---------------------------------------------------------------------------
 
 local Sum = define("Sum")
@@ -288,6 +365,8 @@ local ALIASES = {
     mae = "L1", l1 = "L1", mean_absolute_error = "L1", L1 = "L1",
     bce = "BCE", binary_crossentropy = "BCE", BCE = "BCE",
     ssim = "SSIM", SSIM = "SSIM",
+    cross_entropy = "CrossEntropy", ce = "CrossEntropy", CrossEntropy = "CrossEntropy",
+    sparse_categorical_crossentropy = "CrossEntropy",
 }
 
 function losses.get(name, opts)

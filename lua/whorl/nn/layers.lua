@@ -6,6 +6,9 @@
 --   nn.MaxPool2d(kernel, {stride = kernel, padding = 0, ceil_mode = false})
 --   nn.AvgPool2d(kernel, {stride = kernel, padding = 0, ceil_mode = false,
 --                count_include_pad = true})
+--   nn.GlobalAvgPool2d()  nn.GlobalMaxPool2d()
+--                        (N, C, H, W) -> (N, C): the mean (maximum) of each
+--                        channel over the image (Keras' GlobalAveragePooling2D)
 --   nn.Upsample{scale = 2 | size = {h, w}, mode = "nearest" | "bilinear",
 --               align_corners = false}             (also nn.Upsample(2, "bilinear"))
 --   nn.ReLU()  nn.LeakyReLU{negative_slope = 0.3}  nn.Sigmoid()  nn.Tanh()
@@ -97,6 +100,24 @@ end
 
 local MaxPool2d = pool_class("MaxPool2d", "MaxPooling2D", whorl.max_pool2d, false)
 local AvgPool2d = pool_class("AvgPool2d", "AveragePooling2D", whorl.avg_pool2d, true)
+
+-- Global pooling: one number per channel, whatever the image size, so a
+-- classifier's head does not depend on the input size.
+local function global_pool_class(type_name, keras_type, reduce)
+    local cls = define(type_name, Module, { keras_type = keras_type, builtin = true })
+    function cls:__init(...) base.options(type_name, {}, {}, ...) end
+    function cls:forward(x)
+        check_4d(x)
+        return reduce(x)
+    end
+    function cls:config_args() return { {}, n = 1 } end
+    return cls
+end
+
+local GlobalAvgPool2d = global_pool_class("GlobalAvgPool2d", "GlobalAveragePooling2D",
+    function(x) return x:mean({ 3, 4 }) end)
+local GlobalMaxPool2d = global_pool_class("GlobalMaxPool2d", "GlobalMaxPooling2D",
+    function(x) return x:max({ 3, 4 }) end)
 
 -- ---- Upsample -------------------------------------------------------------------------
 
@@ -376,7 +397,8 @@ function Input:config_args() return { { shape = { table.unpack(self.shape) } }, 
 function Input:extra_repr() return "(N, " .. table.concat(self.shape, ", ") .. ")" end
 
 return {
-    MaxPool2d = MaxPool2d, AvgPool2d = AvgPool2d, Upsample = Upsample, ReLU = ReLU,
+    MaxPool2d = MaxPool2d, AvgPool2d = AvgPool2d, GlobalAvgPool2d = GlobalAvgPool2d,
+    GlobalMaxPool2d = GlobalMaxPool2d, Upsample = Upsample, ReLU = ReLU,
     LeakyReLU = LeakyReLU, Sigmoid = Sigmoid, Tanh = Tanh, Identity = Identity, Linear = Linear,
     Flatten = Flatten, BatchNorm2d = BatchNorm2d, Dropout = Dropout, Concat = Concat, Input = Input,
 }
