@@ -371,7 +371,7 @@ local function summary_line(dir, state)
             m.train_seconds and string.format(", trained in %.0f s", m.train_seconds) or "")
     end
     local f = cjson.decode(read_all(dir .. "/failed.json") or "{}")
-    return string.format("FAILED (exit %s): %s", tostring(f.exit_code),
+    return string.format("FAILED (exit %s): %s", f.exit_code and flag_value(f.exit_code) or "?",
         tail(f.log_tail, 1):sub(1, 160))
 end
 
@@ -556,7 +556,7 @@ function M.markdown(rows, keys, title)
     for _, r in ipairs(rows) do
         if r.status ~= "done" then
             others[#others + 1] = string.format("- `%s`: %s%s%s", r.name, r.status,
-                r.exit_code and string.format(" (exit %s)", tostring(r.exit_code)) or "",
+                r.exit_code and " (exit " .. flag_value(r.exit_code) .. ")" or "",
                 r.error and r.error ~= "" and ": " .. md_cell(r.error) or "")
         end
     end
