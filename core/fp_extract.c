@@ -1,0 +1,140 @@
+/* Minutiae extraction driver: checks, defaults, the stages of
+ * core/fp_internal.h in order, the optional intermediate fields, and the
+ * batch (OpenMP over images). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fp_internal.h"
+
+void wh_template_free(wh_template *t) {
+    if (!t) return;
+    free(t->minutiae);
+    memset(t, 0, sizeof *t);
+}
+
+wh_extract_params wh_extract_defaults(double dpi) {
+    if (!(dpi > 0)) dpi = 500;
+    double s = dpi / 500.0;
+    wh_extract_params p;
+    p.dpi = dpi;
+    p.block = (int)lround(16 * s) < 6 ? 6 : (int)lround(16 * s);
+    p.variance_threshold = 0.1;  /* of the unit global variance */
+    p.orientation_sigma = 6 * s; /* about two thirds of a ridge period */
+    p.gabor_sigma = 0.45;        /* Hong's sigma 4 for periods near 9 px */
+    p.border = (int)lround(12 * s);
+    p.min_ridge = (int)lround(10 * s);
+    return p;
+}
+
+static wh_status check_params(const wh_extract_params *p) {
+    if (!(p->dpi > 0) || !isfinite(p->dpi))
+        return wh_fail(WH_ERR_ARG, "fingerprint.extract: dpi must be positive, got %g", p->dpi);
+    if (p->block < 4 || p->block > 256)
+        return wh_fail(WH_ERR_ARG, "fingerprint.extract: block must be 4 to 256 pixels, got %d", p->block);
+    if (!(p->variance_threshold >= 0) || !(p->orientation_sigma >= 0) || !(p->gabor_sigma > 0) ||
+        p->gabor_sigma > 4 || p->border < 0 || p->min_ridge < 0 || p->orientation_sigma > 1000)
+        return wh_fail(WH_ERR_ARG,
+                       "fingerprint.extract: bad parameters (variance_threshold %g, orientation_sigma %g, "
+                       "gabor_sigma %g, border %d, min_ridge %d)",
+                       p->variance_threshold, p->orientation_sigma, p->gabor_sigma, p->border, p->min_ridge);
+    return WH_OK;
+}
+
+static wh_status check_image(const float *image, int height, int width) {
+    if (height < 32 || width < 32)
+        return wh_fail(WH_ERR_ARG, "fingerprint.extract: the image must be at least 32x32 pixels, got %dx%d",
+                       height, width);
+    if ((double)height * width > 1e8)
+        return wh_fail(WH_ERR_ARG, "fingerprint.extract: image of %dx%d pixels is too large", height, width);
+    if (!image) return wh_fail(WH_ERR_ARG, "fingerprint.extract: no image");
+    size_t n = (size_t)height * width;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(image[i]))
+            return wh_fail(WH_ERR_ARG, "fingerprint.extract: pixel (%zu, %zu) is not finite", i / width,
+                           i % width);
+    return WH_OK;
+}
+
+/* Copies the intermediate maps the caller asked for. */
+static void write_fields(const fp_work *wk, const wh_extract_fields *f, int empty) {
+    size_t n = (size_t)wk->h * wk->w;
+    for (size_t i = 0; i < n; i++) {
+        int in = !empty && wk->mask[i] > 0;
+        if (f->enhanced) f->enhanced[i] = in ? (float)wk->ridge[i] : 0.0f;
+        if (f->orientation) f->orientation[i] = empty ? 0.0f : wk->orient[i];
+        if (f->frequency) f->frequency[i] = in ? 1.0f / wk->period[i] : 0.0f;
+        if (f->mask) f->mask[i] = in ? 1.0f : 0.0f;
+        if (f->skeleton) f->skeleton[i] = in ? (float)wk->skel[i] : 0.0f;
+    }
+}
+
+static wh_status run_stages(fp_work *wk, const float *image, wh_template *out, const wh_extract_fields *f) {
+    if (!fp_segment(wk, image)) { /* blank or flat: no print, no minutiae */
+        if (f) write_fields(wk, f, 1);
+        return WH_OK;
+    }
+    WH_TRY(fp_orientation(wk));
+    WH_TRY(fp_frequency(wk));
+    WH_TRY(fp_enhance(wk));
+    WH_TRY(fp_thin(wk));
+    WH_TRY(fp_find_minutiae(wk, out));
+    if (f) write_fields(wk, f, 0);
+    return WH_OK;
+}
+
+wh_status wh_extract_minutiae(const float *image, int height, int width, const wh_extract_params *params,
+                              wh_template *out, const wh_extract_fields *fields) {
+    if (!out) return wh_fail(WH_ERR_ARG, "fingerprint.extract: no output template");
+    memset(out, 0, sizeof *out);
+    WH_TRY(check_image(image, height, width));
+    wh_extract_params p = params ? *params : wh_extract_defaults(500);
+    WH_TRY(check_params(&p));
+    size_t n = (size_t)height * width;
+    fp_work wk = {.h = height, .w = width, .scale = p.dpi / 500.0, .p = p};
+    float *buf = malloc(sizeof(float) * n * 10 + 2 * n);
+    if (!buf) return wh_fail(WH_ERR_MEMORY, "fingerprint.extract: out of memory for a %dx%d image", height, width);
+    wk.norm = buf;
+    wk.mask = buf + n;
+    wk.dist = buf + 2 * n;
+    wk.orient = buf + 3 * n;
+    wk.coher = buf + 4 * n;
+    wk.period = buf + 5 * n;
+    wk.enh = buf + 6 * n;
+    wk.tmp = buf + 7 * n;
+    wk.ridge = (unsigned char *)(buf + 10 * n);
+    wk.skel = wk.ridge + n;
+    out->height = height;
+    out->width = width;
+    wh_status st = run_stages(&wk, image, out, fields);
+    free(buf);
+    if (st != WH_OK) wh_template_free(out);
+    return st;
+}
+
+wh_status wh_extract_batch(const float *images, int count, int height, int width,
+                           const wh_extract_params *params, wh_template *out) {
+    if (count < 0) return wh_fail(WH_ERR_ARG, "fingerprint.extract_batch: count must be >= 0, got %d", count);
+    if (count == 0) return WH_OK;
+    if (!out || !images) return wh_fail(WH_ERR_ARG, "fingerprint.extract_batch: no images or output");
+    memset(out, 0, sizeof *out * (size_t)count);
+    wh_status first = WH_OK;
+    int failed_at = -1;
+    char message[256] = "";
+    size_t n = (size_t)height * width;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < count; i++) {
+        wh_status st = wh_extract_minutiae(images + (size_t)i * n, height, width, params, &out[i], NULL);
+        if (st != WH_OK) {
+#pragma omp critical(wh_extract_batch_error)
+            if (failed_at < 0 || i < failed_at) {
+                failed_at = i;
+                first = st;
+                strncpy(message, wh_error_message(), sizeof message - 1);
+            }
+        }
+    }
+    if (first == WH_OK) return WH_OK;
+    for (int i = 0; i < count; i++) wh_template_free(&out[i]);
+    return wh_fail(first, "%s (image %d of the batch)", message, failed_at + 1);
+}
