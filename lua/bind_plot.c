@@ -11,7 +11,7 @@
  *           valign="baseline"|"middle"|"top"|"bottom", rotate=0 (radians), bold=false}])
  *           -> the text's advance width in pixels
  *   c:measure(str [, {size=12, bold=false}]) -> width, ascent, descent (pixels)
- *   c:image(t, x, y [, w, h [, {filter="auto"|"nearest"|"bilinear"}]])
+ *   c:image(t, x, y [, w, h [, {filter="auto"|"nearest"|"bilinear", alpha=1}]])
  *           t: (H,W) grey or (3,H,W) / (1,H,W), float in [0,1] (clamped) or
  *           uint8 in 0..255; drawn scaled to w x h (default H x W).  "auto":
  *           nearest neighbour when enlarging (pixel-exact blocks), bilinear
@@ -408,8 +408,8 @@ static wh_tensor *check_image(lua_State *L, int idx, const char *op, int *channe
     *channels = grey ? 1 : (int)t->shape[0];
     *h = t->shape[t->ndim - 2], *w = t->shape[t->ndim - 1];
     if (*h < 1 || *w < 1 || *h > MAX_SIDE || *w > MAX_SIDE)
-        luaL_error(L, "plot %s: the image is %lldx%lld; sides must be in 1..%d", op,
-                   (long long)*h, (long long)*w, MAX_SIDE);
+        luaL_error(L, "plot %s: the image is %Ix%I; sides must be in 1..%d", op,
+                   (lua_Integer)*h, (lua_Integer)*w, MAX_SIDE);
     return whl_to_host(L, t);
 }
 
@@ -452,15 +452,27 @@ static cairo_surface_t *image_surface(const wh_tensor *t, int channels, int64_t 
     return s;
 }
 
-static int check_filter(lua_State *L, int idx, bool enlarging) {
+typedef struct {
+    cairo_filter_t filter;
+    double alpha;
+} image_opts;
+
+/* {filter = "auto"|"nearest"|"bilinear", alpha = 1} at idx; "auto" is
+ * nearest when enlarging, so each source pixel stays a sharp block. */
+static void check_image_opts(lua_State *L, int idx, bool enlarging, image_opts *o) {
     static const char *const names[] = {"auto", "nearest", "bilinear", NULL};
+    static const char *const allowed[] = {"filter", "alpha", NULL};
     int choice = 0;
+    o->alpha = 1;
     if (!lua_isnoneornil(L, idx)) {
-        whl_check_options(L, idx, "plot image", (const char *const[]){"filter", NULL}, false);
+        whl_check_options(L, idx, "plot image", allowed, false);
         choice = opt_choice(L, idx, "image", "filter", names);
+        o->alpha = whl_opt_field_number(L, idx, "alpha", 1);
+        if (!(o->alpha >= 0 && o->alpha <= 1))
+            luaL_error(L, "plot image: option 'alpha' must be in [0, 1], got %f", o->alpha);
     }
     if (choice == 0) choice = enlarging ? 1 : 2;
-    return choice == 1 ? CAIRO_FILTER_NEAREST : CAIRO_FILTER_GOOD;
+    o->filter = choice == 1 ? CAIRO_FILTER_NEAREST : CAIRO_FILTER_GOOD;
 }
 
 static int l_image(lua_State *L) {
@@ -472,21 +484,23 @@ static int l_image(lua_State *L) {
     double x = check_coord(L, 3, "image", "x"), y = check_coord(L, 4, "image", "y");
     double dw = lua_isnil(L, 5) ? (double)w : check_range(L, 5, "image", "w", 1e-3, MAX_COORD);
     double dh = lua_isnil(L, 6) ? (double)h : check_range(L, 6, "image", "h", 1e-3, MAX_COORD);
-    int filter = check_filter(L, 7, dw >= (double)w && dh >= (double)h);
+    image_opts o;
+    check_image_opts(L, 7, dw >= (double)w && dh >= (double)h, &o);
     int64_t bad_y = 0, bad_x = 0;
     cairo_surface_t *s = image_surface(t, channels, h, w, &bad_y, &bad_x);
     if (!s)
-        luaL_error(L, "plot image: the image has a non-finite value at row %lld, column %lld",
-                   (long long)bad_y + 1, (long long)bad_x + 1);
+        luaL_error(L, "plot image: the image has a non-finite value at row %I, column %I",
+                   (lua_Integer)bad_y + 1, (lua_Integer)bad_x + 1);
     cairo_save(c->cr);
     cairo_translate(c->cr, x, y);
     cairo_scale(c->cr, dw / (double)w, dh / (double)h);
     cairo_set_source_surface(c->cr, s, 0, 0);
     /* PAD: bilinear samples at the border repeat the edge instead of fading to black */
     cairo_pattern_set_extend(cairo_get_source(c->cr), CAIRO_EXTEND_PAD);
-    cairo_pattern_set_filter(cairo_get_source(c->cr), (cairo_filter_t)filter);
+    cairo_pattern_set_filter(cairo_get_source(c->cr), o.filter);
     cairo_rectangle(c->cr, 0, 0, (double)w, (double)h);
-    cairo_fill(c->cr);
+    cairo_clip(c->cr);
+    cairo_paint_with_alpha(c->cr, o.alpha);
     cairo_restore(c->cr);
     cairo_surface_destroy(s);
     check_cairo(L, c, "image");
@@ -585,8 +599,8 @@ static int l_colormap(lua_State *L) {
         for (int64_t x = 0; x < w; x++) {
             double v = pixel(src, 0, y, x) * scale, rgb[3];
             if (!isfinite(v))
-                luaL_error(L, "plot.colormap: non-finite value at row %lld, column %lld",
-                           (long long)y + 1, (long long)x + 1);
+                luaL_error(L, "plot.colormap: non-finite value at row %I, column %I",
+                           (lua_Integer)y + 1, (lua_Integer)x + 1);
             maps[which](clamp01(v), rgb);
             for (int ch = 0; ch < 3; ch++) o[(ch * h + y) * w + x] = (float)rgb[ch];
         }
