@@ -9,31 +9,8 @@ local restore = require "whorl.cli.restore"
 local files = require "helpers.files"
 local autoencoder = require "autoencoder224"
 
-local function tmpdir()
-    local p = io.popen("mktemp -d")
-    local d = p:read("l")
-    p:close()
-    return d
-end
-
-local function run(cmd)
-    local p = io.popen(cmd .. " 2>&1")
-    local out = p:read("a")
-    local ok, _, code = p:close()
-    return out, ok and 0 or code
-end
-
-local function exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() end
-    return f ~= nil
-end
-
--- Children use the same module paths as this process (sanitizer builds).
-local function whorl_cmd()
-    return string.format("LUA_PATH='%s' LUA_CPATH='%s' OMP_WAIT_POLICY=passive lua5.4 bin/whorl ",
-        os.getenv("LUA_PATH") or "", os.getenv("LUA_CPATH") or "")
-end
+local shell = require "helpers.shell"
+local tmpdir, run, exists = shell.tmpdir, shell.run, shell.exists
 
 -- A model whose output is its input: a 1x1 convolution with weight 1.
 local function identity_model(size)
@@ -96,7 +73,7 @@ describe("whorl restore (command line)", function()
         files.spit(dir .. "/in/corrupt.png", "\137PNG\r\n\26\nnot really a png")
     end)
 
-    teardown(function() os.execute("rm -rf '" .. dir .. "'") end)
+    teardown(function() shell.remove(dir) end)
 
     local function check_outputs(out)
         for _, e in ipairs({ { "a.bmp", 50, 70, "BMP", 8 }, { "b.tif", 100, 40, "TIFF", 16 },
@@ -109,7 +86,7 @@ describe("whorl restore (command line)", function()
     for _, mode in ipairs({ "tile", "resize" }) do
         it("restores BMP, TIFF and PNG files of other sizes in " .. mode .. " mode, reporting the corrupt one", function()
             local out = dir .. "/out-" .. mode
-            local text, code = run(whorl_cmd() .. "restore --quiet --mode " .. mode .. " --model " .. model_path ..
+            local text, code = run(shell.whorl() .. "restore --quiet --mode " .. mode .. " --model " .. model_path ..
                 " " .. dir .. "/in --out " .. out)
             assert.are.equal(1, code, text)
             assert.matches(dir .. "/in/corrupt.png: ", text, 1, true)
@@ -126,7 +103,7 @@ describe("whorl restore (command line)", function()
     end)
 
     it("says clearly when the model is missing or not a model", function()
-        local text, code = run(whorl_cmd() .. "restore --model " .. dir .. "/nope.safetensors " .. dir ..
+        local text, code = run(shell.whorl() .. "restore --model " .. dir .. "/nope.safetensors " .. dir ..
             "/in/a.bmp --out " .. dir .. "/x")
         assert.are.equal(1, code)
         assert.matches("whorl restore: model file not found: " .. dir .. "/nope.safetensors", text, 1, true)

@@ -5,32 +5,8 @@
 local cjson = require "cjson"
 local sweep = require "whorl.sweep"
 local files = require "helpers.files"
-
-local function tmpdir()
-    local p = io.popen("mktemp -d")
-    local d = p:read("l")
-    p:close()
-    return d
-end
-
-local function run(cmd)
-    local p = io.popen(cmd .. " 2>&1")
-    local out = p:read("a")
-    local ok, _, code = p:close()
-    return out, ok and 0 or code
-end
-
-local function exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() end
-    return f ~= nil
-end
-
--- Children use the same module paths as this process (sanitizer builds).
-local function env()
-    return string.format("LUA_PATH='%s' LUA_CPATH='%s' OMP_WAIT_POLICY=passive ",
-        os.getenv("LUA_PATH") or "", os.getenv("LUA_CPATH") or "")
-end
+local shell = require "helpers.shell"
+local tmpdir, run, exists = shell.tmpdir, shell.run, shell.exists
 
 local function metrics(psnr, params, seconds)
     return cjson.encode({ params = params, train_seconds = seconds,
@@ -108,7 +84,7 @@ describe("whorl.sweep configurations", function()
         local ok, err = pcall(sweep.load_spec, dir .. "/bad.json")
         assert.is_false(ok)
         assert.matches("bad.json is not valid JSON", err, 1, true)
-        os.execute("rm -rf '" .. dir .. "'")
+        shell.remove(dir)
     end)
 end)
 
@@ -162,7 +138,7 @@ describe("whorl.sweep results", function()
             assert.are.equal(4, #written)
             assert.is_true(exists(dir .. "/pareto.png") and exists(dir .. "/pareto_time.png"))
         end
-        os.execute("rm -rf '" .. dir .. "'")
+        shell.remove(dir)
     end)
 
     it("finds the Pareto front: fewest parameters for the best PSNR", function()
@@ -180,7 +156,7 @@ end)
 describe("whorl sweep (end to end)", function()
     it("runs two tiny configurations on two workers, then skips them when run again", function()
         local dir = tmpdir()
-        local cmd = env() .. "lua5.4 bin/whorl sweep experiments/sweeps/tiny.lua --workers 2 --poll 0.2 --out " .. dir
+        local cmd = shell.whorl() .. "sweep experiments/sweeps/tiny.lua --workers 2 --poll 0.2 --out " .. dir
         local out, code = run(cmd)
         assert.are.equal(0, code, out)
         assert.matches("2 runs: 2 to run with 2 workers", out, 1, true)
@@ -201,14 +177,14 @@ describe("whorl sweep (end to end)", function()
         assert.matches("2 runs: 0 to run with 2 workers", out, 1, true)
         assert.matches("skip  " .. runs[1].name .. ": already done", out, 1, true)
         assert.are.equal(before, files.slurp(dir .. "/" .. runs[1].name .. "/metrics.json"))
-        os.execute("rm -rf '" .. dir .. "'")
+        shell.remove(dir)
     end)
 
     it("records a failed run with its exit status and log, and retries it only when asked", function()
         local dir = tmpdir()
         files.spit(dir .. "/bad.lua", 'return {base = {size = 32, fingers = 2, impressions = 1, test_fingers = 1, ' ..
             'epochs = 1}, grid = {model = {"no-such-model"}}}')
-        local cmd = env() .. "lua5.4 bin/whorl sweep " .. dir .. "/bad.lua --poll 0.2 --out " .. dir .. "/sweep"
+        local cmd = shell.whorl() .. "sweep " .. dir .. "/bad.lua --poll 0.2 --out " .. dir .. "/sweep"
         local out, code = run(cmd)
         assert.are_not.equal(0, code, out)
         assert.matches("1 run failed", out, 1, true)
@@ -223,6 +199,6 @@ describe("whorl sweep (end to end)", function()
         assert.matches("1 runs: 0 to run", out, 1, true)
         out = run(cmd .. " --retry-failed")
         assert.matches("1 runs: 1 to run", out, 1, true)
-        os.execute("rm -rf '" .. dir .. "'")
+        shell.remove(dir)
     end)
 end)
