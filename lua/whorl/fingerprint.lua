@@ -1,0 +1,237 @@
+-- whorl.fingerprint: is a restored print still the same finger?
+--
+-- The C table (extraction from lua/bind_fingerprint.c, matching and score
+-- statistics from lua/bind_fingerprint_match.c) extended with:
+--
+--   fp.template_from_synth(info [, {height=, width=}]) -> template
+--       whorl.synth's ground-truth minutiae (1-based) as a template (0-based,
+--       the frame of fp.extract).
+--   fp.evaluate{clean=, damaged=, restored=, fingers=, dpi=500,
+--               fmr={0.01, 0.001}, impostor_fingers=100, same_finger=false,
+--               templates=nil, pair_distance=15, pair_angle=math.rad(25)}
+--       -> {n=, genuine = {damaged = {mean=, count=}, restored = {...}},
+--           impostor = {count=, mean=, damaged = {mean=}},
+--           thresholds = {["0.01"] = t, ["0.001"] = t},
+--           gmr = {damaged = {["0.01"] = r, ...}, restored = {...}},
+--           eer = {damaged =, restored =},
+--           minutiae = {damaged = {precision=, recall=}, restored = {...}},
+--           seconds =}
+--       clean, damaged, restored: N x H x W or N x 1 x H x W image tensors
+--       (damaged or restored may be left out; that side is then absent),
+--       aligned so that image i of each shows the same impression.
+--       fingers: the finger id of each image (default: all different).
+--       Genuine comparisons: damaged[i] and restored[i] against clean[i]
+--       (with same_finger=true also against clean[j] of the finger's other
+--       impressions).  Impostor comparisons: the first image of each of up
+--       to impostor_fingers fingers, restored (and damaged) against the clean
+--       image of every other finger of that subset: F (F - 1) comparisons.
+--       Thresholds are set on the restored impostor scores (the system
+--       under test) and GMR of both sides is read at them; the damaged EER
+--       uses the damaged impostor scores.  Minutiae precision and recall:
+--       extracted minutiae of damaged/restored paired one-to-one with those
+--       of clean within pair_distance pixels (scaled by dpi/500) and
+--       pair_angle radians (fp.pair), summed over all images.
+--       templates = {clean=, damaged=, restored=}: lists of templates (as
+--       fp.extract returns) to use instead of extracting from the images.
+--   fp.draw_minutiae{path, image, template, title}
+--   fp.draw_pairs{path, image_a, image_b, template_a, template_b, pairs, title}
+--       PNG figures through whorl.plot (see their comments below).
+local whorl = require "whorl"
+
+local fp = whorl.fingerprint
+if not fp then
+    error("whorl.fingerprint: the C module has no fingerprint table (built without lua/bind_fingerprint*.c?)", 2)
+end
+
+function fp.template_from_synth(info, opts)
+    opts = opts or {}
+    local minutiae = {}
+    for k, m in ipairs(info.minutiae) do
+        minutiae[k] = {x = m.x - 1, y = m.y - 1, angle = m.angle, type = m.type, quality = 1}
+    end
+    return {minutiae = minutiae, height = opts.height, width = opts.width}
+end
+
+-- ---- fp.evaluate ---------------------------------------------------------------
+
+local EVALUATE_OPTIONS = {
+    clean = true, damaged = true, restored = true, fingers = true, dpi = true, fmr = true,
+    impostor_fingers = true, same_finger = true, templates = true, pair_distance = true,
+    pair_angle = true,
+}
+
+-- An N x H x W view of N x H x W or N x 1 x H x W images; errors name the argument.
+local function as_stack(t, name)
+    if not whorl.is_tensor(t) then
+        error(("fingerprint.evaluate: '%s' must be an image tensor, got %s"):format(name, type(t)), 3)
+    end
+    local s = t:size()
+    if #s == 4 and s[2] == 1 then return t:reshape(s[1], s[3], s[4]) end
+    if #s == 3 then return t end
+    error(("fingerprint.evaluate: '%s' must be N x H x W or N x 1 x H x W, got %s"):format(
+        name, table.concat(s, "x")), 3)
+end
+
+local function mean(xs)
+    local sum = 0
+    for _, x in ipairs(xs) do sum = sum + x end
+    return #xs > 0 and sum / #xs or 0
+end
+
+-- Templates of each side, extracted or given; n images each.
+local function side_templates(opts, sides, n)
+    local given = opts.templates or {}
+    local out = {}
+    for _, side in ipairs(sides) do
+        if given[side] then
+            if #given[side] ~= n then
+                error(("fingerprint.evaluate: templates.%s has %d templates for %d images"):format(
+                    side, #given[side], n), 3)
+            end
+            out[side] = given[side]
+        else
+            if not fp.extract_batch then
+                error("fingerprint.evaluate: fp.extract_batch is not available; pass templates = {...}", 3)
+            end
+            out[side] = fp.extract_batch(as_stack(opts[side], side), {dpi = opts.dpi})
+        end
+    end
+    return out
+end
+
+-- The first image of each of up to max_fingers distinct fingers.
+local function impostor_subset(fingers, max_fingers)
+    local seen, firsts = {}, {}
+    for i, f in ipairs(fingers) do
+        if not seen[f] and #firsts < max_fingers then
+            seen[f] = true
+            firsts[#firsts + 1] = i
+        end
+    end
+    return firsts
+end
+
+-- Micro-averaged minutiae precision and recall of probes against references.
+local function minutiae_rates(probes, references, distance, angle)
+    if not fp.pair then return nil end
+    local paired, found, truth = 0, 0, 0
+    for i = 1, #probes do
+        local r = fp.pair(probes[i].minutiae, references[i].minutiae, {distance = distance, angle = angle})
+        paired = paired + #r.pairs
+        found = found + #probes[i].minutiae
+        truth = truth + #references[i].minutiae
+    end
+    return {precision = found > 0 and paired / found or 0, recall = truth > 0 and paired / truth or 0}
+end
+
+local function fmr_key(f) return ("%g"):format(f) end
+
+local function check_evaluate_options(opts)
+    if type(opts) ~= "table" then
+        error("fingerprint.evaluate: expected an options table, got " .. type(opts), 3)
+    end
+    for k in pairs(opts) do
+        if not EVALUATE_OPTIONS[k] then
+            error(("fingerprint.evaluate: unknown option '%s'"):format(tostring(k)), 3)
+        end
+    end
+    if not opts.clean then error("fingerprint.evaluate: option 'clean' is required", 3) end
+    if not opts.damaged and not opts.restored then
+        error("fingerprint.evaluate: give 'damaged', 'restored' or both", 3)
+    end
+    local n = as_stack(opts.clean, "clean"):size(1)
+    for _, side in ipairs{"damaged", "restored"} do
+        if opts[side] and as_stack(opts[side], side):size(1) ~= n then
+            error(("fingerprint.evaluate: '%s' has %d images, 'clean' %d"):format(
+                side, as_stack(opts[side], side):size(1), n), 3)
+        end
+    end
+    local fingers = opts.fingers
+    if fingers == nil then
+        fingers = {}
+        for i = 1, n do fingers[i] = i end
+    elseif type(fingers) ~= "table" or #fingers ~= n then
+        error(("fingerprint.evaluate: 'fingers' must list one finger id per image (%d)"):format(n), 3)
+    end
+    local fmrs = opts.fmr or {0.01, 0.001}
+    for _, f in ipairs(fmrs) do
+        if type(f) ~= "number" or not (f > 0 and f < 1) then
+            error("fingerprint.evaluate: each 'fmr' must be a number in (0, 1), got " .. tostring(f), 3)
+        end
+    end
+    local dpi = opts.dpi or 500
+    local max_fingers = opts.impostor_fingers or 100
+    if math.type(max_fingers) ~= "integer" or max_fingers < 2 then
+        error("fingerprint.evaluate: 'impostor_fingers' must be an integer >= 2", 3)
+    end
+    return n, fingers, fmrs, dpi, max_fingers
+end
+
+function fp.evaluate(opts)
+    local start = whorl.clock()
+    local n, fingers, fmrs, dpi, max_fingers = check_evaluate_options(opts)
+    local sides = {}
+    for _, side in ipairs{"damaged", "restored"} do
+        if opts[side] then sides[#sides + 1] = side end
+    end
+    local all_sides = {"clean", table.unpack(sides)}
+    local templates = side_templates(opts, all_sides, n)
+    -- cylinders once per print, reused by every comparison
+    local cylinders = {}
+    for _, side in ipairs(all_sides) do
+        cylinders[side] = {}
+        for i, t in ipairs(templates[side]) do cylinders[side][i] = fp.mcc(t, {dpi = dpi}) end
+    end
+
+    local genuine_pairs = {}
+    for i = 1, n do
+        genuine_pairs[#genuine_pairs + 1] = {i, i}
+        if opts.same_finger then
+            for j = 1, n do
+                if j ~= i and fingers[j] == fingers[i] then genuine_pairs[#genuine_pairs + 1] = {i, j} end
+            end
+        end
+    end
+    local subset = impostor_subset(fingers, max_fingers)
+    local impostor_pairs = {}
+    for _, i in ipairs(subset) do
+        for _, j in ipairs(subset) do
+            if i ~= j then impostor_pairs[#impostor_pairs + 1] = {i, j} end
+        end
+    end
+    if #impostor_pairs == 0 then
+        error("fingerprint.evaluate: impostor comparisons need at least two different fingers", 2)
+    end
+
+    local result = {n = n, genuine = {}, impostor = {count = #impostor_pairs}, thresholds = {}, gmr = {},
+                    eer = {}, minutiae = {}}
+    local genuine, impostor = {}, {}
+    for _, side in ipairs(sides) do
+        genuine[side] = fp.match_all(cylinders[side], cylinders.clean,
+                                     {dpi = dpi, pairs = genuine_pairs}):totable()
+        impostor[side] = fp.match_all(cylinders[side], cylinders.clean,
+                                      {dpi = dpi, pairs = impostor_pairs}):totable()
+        result.genuine[side] = {mean = mean(genuine[side]), count = #genuine[side]}
+        result.eer[side] = (fp.eer(genuine[side], impostor[side]))
+        result.minutiae[side] = minutiae_rates(templates[side], templates.clean,
+                                               (opts.pair_distance or 15) * dpi / 500,
+                                               opts.pair_angle or math.rad(25))
+    end
+    -- the operating points come from the system under test: restored if given
+    local reference = impostor.restored or impostor.damaged
+    result.impostor.mean = mean(reference)
+    if impostor.damaged and impostor.restored then result.impostor.damaged = {mean = mean(impostor.damaged)} end
+    for _, f in ipairs(fmrs) do
+        result.thresholds[fmr_key(f)] = fp.threshold_at_fmr(reference, f)
+    end
+    for _, side in ipairs(sides) do
+        result.gmr[side] = {}
+        for _, f in ipairs(fmrs) do
+            result.gmr[side][fmr_key(f)] = fp.gmr(genuine[side], result.thresholds[fmr_key(f)])
+        end
+    end
+    result.seconds = whorl.clock() - start
+    return result
+end
+
+return fp

