@@ -143,9 +143,11 @@ local function format_tick(v, step)
     return string.format("%." .. decimals .. "f", v)
 end
 
--- A linear axis: range extended to whole steps, ticks at each step.
-local function linear_axis(lo, hi)
+-- A linear axis: range extended to whole steps, ticks at each step (whole
+-- numbers when every value is one, as epochs are).
+local function linear_axis(lo, hi, integers)
     local step = nice_step(hi - lo, 5)
+    if integers then step = math.max(step, 1) end
     lo, hi = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
     local ticks = {}
     for k = 0, math.floor((hi - lo) / step + 0.5) do
@@ -180,10 +182,17 @@ local function log_axis(lo, hi)
     return { lo = lo, hi = hi, ticks = ticks, log = true }
 end
 
+local function all_integers(values)
+    for _, v in ipairs(values) do
+        if is_finite(v) and v ~= math.floor(v) then return false end
+    end
+    return true
+end
+
 local function make_axis(values, log)
     local lo, hi = data_range(values, log)
     if not lo then lo, hi = 0, 1 end
-    return log and log_axis(lo, hi) or linear_axis(lo, hi)
+    return log and log_axis(lo, hi) or linear_axis(lo, hi, all_integers(values))
 end
 
 -- The position of data value v along an axis mapped to pixels [p0, p1];
