@@ -4,6 +4,7 @@
 --   local heat = gradcam.compute(model, x, {layer = "conv2d_3", score = "class", class = 2})
 --   gradcam.figure{path = "gradcam.png", image = x[1][1], heat = heat[1], title = "whorl"}
 --   gradcam.conv_layers(model) -> {"conv2d", "conv2d_1", ...}
+--   gradcam.overlay(image, heat [, alpha]) -> (3, H, W): heat in jet over the image
 --
 -- compute(model, input, opts) -> heat, info
 --   input  (N, C, H, W), or (C, H, W) / (H, W) for one image
@@ -307,15 +308,16 @@ end
 -- ---- figures -------------------------------------------------------------------------------
 
 local function as_2d(t, what)
-    if not whorl.is_tensor(t) then fail("figure: %s must be a tensor, got %s", what, type(t)) end
+    if not whorl.is_tensor(t) then fail("%s must be a tensor, got %s", what, type(t)) end
     if t:dim() == 4 and t:size(1) == 1 and t:size(2) == 1 then t = t[1][1]
     elseif t:dim() == 3 and t:size(1) == 1 then t = t[1] end
-    if t:dim() ~= 2 then fail("figure: %s must be (H, W), got %s", what, shape_str(t)) end
+    if t:dim() ~= 2 then fail("%s must be (H, W), got %s", what, shape_str(t)) end
     return t:float()
 end
 
--- figure{path, image = (H, W), heat = (H, W) in [0, 1], title = nil, alpha = 0.5}:
--- input, heat map and overlay as one PNG (whorl.plot.heatmap_figure).
+-- figure{path, image = (H, W), heat = (H, W) in [0, 1], title = nil, alpha = 0.5,
+-- size = 256}: the input, the heat in jet with a colour bar, and the overlay,
+-- as one PNG (whorl.plot.heatmap_figure).
 function gradcam.figure(opts)
     if type(opts) ~= "table" or type(opts.path) ~= "string" then
         fail("figure: expected {path = 'file.png', image = (H, W), heat = (H, W)}")
@@ -324,14 +326,25 @@ function gradcam.figure(opts)
     if image:size(1) ~= heat:size(1) or image:size(2) ~= heat:size(2) then
         fail("figure: image %s and heat %s differ in size", shape_str(image), shape_str(heat))
     end
-    local ok, plot = pcall(require, "whorl.plot")
-    if ok and plot.heatmap_figure then
-        plot.heatmap_figure{ path = opts.path, image = image, heat = heat, title = opts.title,
-            alpha = opts.alpha }
-    else
-        -- Until whorl.plot lands: the input and the heat side by side, grey.
-        whorl.image.write(opts.path, whorl.cat({ image:clamp(0, 1), heat:clamp(0, 1) }, 2))
+    require("whorl.plot").heatmap_figure{ path = opts.path, image = image:clamp(0, 1),
+        heat = heat:clamp(0, 1), title = opts.title, alpha = opts.alpha, size = opts.size }
+end
+
+-- overlay(image (H, W), heat (H, W), alpha = 0.5) -> (3, H, W) RGB in [0, 1]:
+-- the heat in jet blended over the grey image, for grids of many prints
+-- (whorl.plot.image_grid).
+function gradcam.overlay(image, heat, alpha)
+    image, heat = as_2d(image, "image"), as_2d(heat, "heat")
+    alpha = alpha or 0.5
+    if type(alpha) ~= "number" or alpha < 0 or alpha > 1 then
+        fail("overlay: alpha must be a number in [0, 1], got %s", tostring(alpha))
     end
+    if image:size(1) ~= heat:size(1) or image:size(2) ~= heat:size(2) then
+        fail("overlay: image %s and heat %s differ in size", shape_str(image), shape_str(heat))
+    end
+    local jet = require("whorl.plot").colormap(heat:clamp(0, 1), "jet")
+    local grey = image:clamp(0, 1):unsqueeze(1):expand(3, image:size(1), image:size(2))
+    return grey * (1 - alpha) + jet * alpha
 end
 
 return gradcam
