@@ -23,8 +23,8 @@
 --       the heat over the input
 local whorl = require "whorl"
 
-local plot = {}
-for k, v in pairs(whorl.plot) do plot[k] = v end
+-- The C table itself, extended: whorl.plot.lines works once this is loaded.
+local plot = whorl.plot
 
 -- matplotlib's "tab10" colours, for series.
 local PALETTE = {

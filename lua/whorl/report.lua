@@ -1,6 +1,6 @@
 -- whorl.report: the figures and page that summarise one training run.
 --
---   report.loss_png(history_csv, png [, {title=, logy=nil}])
+--   report.loss_png(history_csv, png [, {title=, logy=nil, separator=","}])
 --       train and validation loss per epoch from a CSVLogger file (columns
 --       epoch, loss, val_loss, ...; an empty or non-numeric cell is a gap;
 --       a repeated epoch, as a resumed run may log, keeps its last row).
@@ -228,7 +228,8 @@ local function quality_table(metrics)
             local m = type(metrics[scope]) == "table" and metrics[scope][which]
             if type(m) == "table" then
                 rows[#rows + 1] = { scope .. " image, " .. which, format_value(m.mse),
-                    m.psnr ~= nil and m.psnr ~= cjson.null and string.format("%.2f", m.psnr) or "",
+                    type(m.psnr) == "number" and m.psnr == m.psnr and math.abs(m.psnr) < math.huge
+                        and string.format("%.2f", m.psnr) or format_value(m.psnr),
                     format_value(m.ssim) }
             end
         end
