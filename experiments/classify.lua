@@ -6,12 +6,14 @@
 --   lua5.4 experiments/classify.lua [--size 64] [--epochs 8] [--out out/classify]
 --
 -- Training prints: --fingers fingers, as many of each class (the generator's
--- class option), --impressions each.  Test prints: --test-fingers other
--- fingers with the generator's natural class frequencies (left loop 34%,
--- so always answering "left loop" scores 0.34).  The run folder gets
--- model.safetensors, history.csv, metrics.json (accuracy, per-class recall,
--- confusion matrix, Grad-CAM heat near singular points), confusion.csv and
--- gradcam.png (per class, a test print and the heat of its predicted class).
+-- class option), --impressions each.  Validation (--valid-fingers, shown per
+-- epoch) and test prints (--test-fingers): other fingers, one impression
+-- each, with the generator's natural class frequencies (left loop 34%, so
+-- always answering "left loop" scores about 0.34); --test-damage damages the
+-- test prints.  The run folder gets model.safetensors, history.csv,
+-- metrics.json (accuracy, per-class recall, confusion matrix, how much
+-- Grad-CAM heat lies near cores and deltas), confusion.csv and gradcam.png
+-- (per class, held-out prints with the heat of their predicted class).
 local argparse = require "argparse"
 local cjson = require "cjson"
 local whorl = require "whorl"
@@ -19,6 +21,7 @@ local nn = require "whorl.nn"
 local optim = require "whorl.optim"
 local callbacks = require "whorl.callbacks"
 local gradcam = require "whorl.gradcam"
+local plot = require "whorl.plot"
 local classifier = require "classifier"
 
 local parser = argparse("classify", "Classify fingerprint patterns (Henry classes) with a small CNN.")
@@ -26,11 +29,14 @@ parser:option("--size", "Image side in pixels.", "64", tonumber)
 parser:option("--dpi", "Resolution of the synthetic prints (ridge period about 9 px at 500 dpi).", "190", tonumber)
 parser:option("--fingers", "Training fingers (split evenly over the classes).", "600", tonumber)
 parser:option("--impressions", "Impressions per training finger.", "2", tonumber)
-parser:option("--test-fingers", "Held-out fingers (natural class frequencies), one impression each.", "400", tonumber)
+parser:option("--valid-fingers", "Validation fingers (natural class frequencies), for the per-epoch val_ numbers.", "100", tonumber)
+parser:option("--test-fingers", "Held-out test fingers (natural class frequencies), one impression each.", "400", tonumber)
+parser:option("--test-damage", "Damage the test prints (every kind at random) at this level: easy, medium, hard.")
 parser:option("--filters", "Convolution widths, comma-separated.", "16,32,64,64")
+parser:flag("--no-batch-norm", "Leave out the batch normalisation after each convolution.")
 parser:option("--epochs", "Training epochs.", "8", tonumber)
 parser:option("--batch-size", "Batch size.", "32", tonumber)
-parser:option("--lr", "Adam learning rate.", "0.002", tonumber)
+parser:option("--lr", "Adam learning rate, decayed to 0 along a cosine over the run.", "0.002", tonumber)
 parser:option("--radius", "Grad-CAM: radius around cores and deltas, in ridge periods.", "2", tonumber)
 parser:option("--seed", "Seed of data, split and weights.", "7", tonumber)
 parser:option("--out", "Run folder.", "out/classify")
@@ -76,28 +82,34 @@ local function training_set()
     return whorl.cat(parts, 1), labels, infos
 end
 
--- Test set: other fingers, classes as the generator draws them.
-local function test_set()
+-- Validation and test sets: other fingers (from first_finger on), classes
+-- as the generator draws them.
+local function natural_set(count, first_finger)
     local labels, infos = {}, {}
-    local images, info = whorl.synth.batch{count = args.test_fingers, finger = 1000000,
+    local images, info = whorl.synth.batch{count = count, finger = first_finger,
         size = common.size, dpi = common.dpi, seed = common.seed}
     return labelled(images, info, labels, infos), labels, infos
 end
 
 local t0 = whorl.clock()
-print(("Generating %d training prints (%d fingers x %d impressions, classes balanced) and %d test prints " ..
-    "of other fingers, %dx%d at %d dpi...")
+print(("Generating %d training prints (%d fingers x %d impressions, classes balanced), and %d validation " ..
+    "and %d test prints of other fingers, %dx%d at %d dpi...")
     :format(math.ceil(args.fingers / K) * K * args.impressions, math.ceil(args.fingers / K) * K,
-        args.impressions, args.test_fingers, args.size, args.size, args.dpi))
+        args.impressions, args.valid_fingers, args.test_fingers, args.size, args.size, args.dpi))
 local train_x, train_labels = training_set()
-local test_x, test_labels, test_infos = test_set()
+local valid_x, valid_labels = natural_set(args.valid_fingers, 1000000)
+local test_x, test_labels, test_infos = natural_set(args.test_fingers, 2000000)
+if args.test_damage then
+    test_x = whorl.synth.damage(test_x, "random", {level = args.test_damage, seed = args.seed})
+end
 print(("  done in %.1f s"):format(whorl.clock() - t0))
 
 local filters = {}
 for f in args.filters:gmatch("[^,]+") do filters[#filters + 1] = assert(tonumber(f), "--filters: not a number: " .. f) end
 
 nn.clear_session()
-local model = classifier{input_size = args.size, classes = K, filters = filters, seed = args.seed}
+local model = classifier{input_size = args.size, classes = K, filters = filters,
+    batch_norm = not args.no_batch_norm, seed = args.seed}
 model:summary()
 local loss = nn.losses.CrossEntropy()
 local accuracy = {name = "acc", fn = function(logits, labels)
@@ -106,10 +118,11 @@ local accuracy = {name = "acc", fn = function(logits, labels)
     for i, l in ipairs(labels:totable()) do if pred[i] == l then right = right + 1 end end
     return right / #pred
 end}
-local test_y = whorl.tensor(test_labels)
+local steps = math.ceil(train_x:size(1) / args.batch_size) * args.epochs
+local lr = optim.schedules.cosine{initial_lr = args.lr, decay_steps = steps}
 local history = whorl.fit{
-    model = model, loss = loss, optimizer = optim.Adam(model, {lr = args.lr}),
-    train = {x = train_x, y = whorl.tensor(train_labels)}, valid = {x = test_x, y = test_y},
+    model = model, loss = loss, optimizer = optim.Adam(model, {lr = lr}),
+    train = {x = train_x, y = whorl.tensor(train_labels)}, valid = {x = valid_x, y = whorl.tensor(valid_labels)},
     batch_size = args.batch_size, epochs = args.epochs, seed = args.seed, metrics = {accuracy},
     callbacks = {callbacks.CSVLogger(args.out .. "/history.csv"), callbacks.NaNGuard()},
 }
@@ -130,8 +143,9 @@ for i = 1, K do
     recall[classes[i]] = row > 0 and confusion[i][i] / row or cjson.null
 end
 
-print(("\nHeld-out fingers: %d prints, accuracy %.3f (always the commonest class: %.3f)")
-    :format(#test_labels, acc, majority / #test_labels))
+print(("\nHeld-out fingers: %d prints%s, accuracy %.3f (always the commonest class: %.3f)")
+    :format(#test_labels, args.test_damage and (", damaged (" .. args.test_damage .. ")") or "", acc,
+        majority / #test_labels))
 print(("%-12s %s   recall"):format("true \\ pred", table.concat((function()
     local h = {}
     for i, c in ipairs(classes) do h[i] = ("%11s"):format(c) end
@@ -147,10 +161,10 @@ for i = 1, K do
 end
 write_atomic(args.out .. "/confusion.csv", table.concat(csv, "\n") .. "\n")
 
--- ---- Grad-CAM: per class, the first held-out print of it --------------------------------
+-- ---- Grad-CAM: where the model looked ---------------------------------------------------
 
--- Heat mass within `radius` pixels of the print's cores and deltas, against
--- the fraction of the image that disc area covers (1.0x: no preference).
+-- Heat mass within `radius` pixels of the print's cores and deltas, and the
+-- fraction of the image those discs cover (equal: no preference for them).
 local function heat_near_singular(heat, info, radius)
     local h, w = heat:size(1), heat:size(2)
     local mask = {}
@@ -164,32 +178,22 @@ local function heat_near_singular(heat, info, radius)
         end
     end
     local m = whorl.tensor(mask):view(h, w)
-    local area = m:mean():item()
-    local total = heat:sum():item()
+    local area, total = m:mean():item(), heat:sum():item()
     if area == 0 or total == 0 then return nil end
     return (heat * m):sum():item() / total, area
 end
 
-local rows, near = {}, {mass = 0, area = 0, count = 0}
+-- The heat of each test print's predicted class at the last conv layer
+-- (8x8 at 64 px), in batches.
 local cam_layer = gradcam.conv_layers(model)[#filters]
-for c = 1, K do
-    local pick
-    for i, l in ipairs(test_labels) do if l == c then pick = i; break end end
-    if pick then
-        local x = test_x:narrow(1, pick, 1)
-        local heat, info = gradcam.compute(model, x, {layer = cam_layer})
-        local pred = classes[info.classes[1]]
-        rows[#rows + 1] = {label = classes[c], images = {x[1][1], heat[1]},
-            captions = {"true " .. classes[c], "heat of " .. pred}}
-    end
-end
--- Heat near singular points over every test print (its predicted class).
 local heats = {}
 for first = 1, #test_infos, 64 do
     local n = math.min(64, #test_infos - first + 1)
     heats[#heats + 1] = gradcam.compute(model, test_x:narrow(1, first, n), {layer = cam_layer})
 end
 heats = whorl.cat(heats, 1)
+
+local near = {mass = 0, area = 0, count = 0}
 for i, info in ipairs(test_infos) do
     local mass, area = heat_near_singular(heats[i], info, args.radius * info.period)
     if mass then
@@ -198,21 +202,48 @@ for i, info in ipairs(test_infos) do
 end
 if near.count > 0 then near.mass, near.area = near.mass / near.count, near.area / near.count end
 print(("\nGrad-CAM (layer %s): on average %.1f%% of the heat lies within %g ridge periods of a core or " ..
-    "delta, which cover %.1f%% of the image (%d prints with singular points)")
+    "delta, discs that cover %.1f%% of the image (%d prints with singular points)")
     :format(cam_layer, 100 * near.mass, args.radius, 100 * near.area, near.count))
 
-local ok, plot = pcall(require, "whorl.plot")
-if ok and plot.image_grid then
-    plot.image_grid{path = args.out .. "/gradcam.png", rows = rows, cell = 128,
-        title = "Grad-CAM of the predicted class, one held-out print per class"}
-else
-    local strips = {}
-    for i, r in ipairs(rows) do strips[i] = whorl.cat(r.images, 2) end
-    whorl.image.write(args.out .. "/gradcam.png", whorl.cat(strips, 1))
+-- gradcam.png: per class, two held-out prints of it with the heat of their
+-- predicted class over them; cores and deltas marked white.
+local function mark_singular(rgb, info)
+    local h, w = rgb:size(2), rgb:size(3)
+    for _, s in ipairs(info.singular) do
+        local cx, cy = math.floor(s.x + 0.5), math.floor(s.y + 0.5)
+        for dy = -1, 1 do
+            for dx = -1, 1 do
+                local x, y = cx + dx, cy + dy
+                if x >= 1 and x <= w and y >= 1 and y <= h and (dx == 0 or dy == 0) then
+                    for ch = 1, 3 do rgb:set(ch, y, x, 1) end
+                end
+            end
+        end
+    end
+    return rgb
 end
+
+local probabilities = logits:softmax(2)
+local rows = {}
+for c = 1, K do
+    local row = {label = classes[c], images = {}, captions = {}}
+    for i, l in ipairs(test_labels) do
+        if l == c and #row.images < 4 then
+            local pred = predicted[i]
+            row.images[#row.images + 1] = test_x[i][1]
+            row.captions[#row.captions + 1] = ("#%d"):format(i)
+            row.images[#row.images + 1] = mark_singular(gradcam.overlay(test_x[i][1], heats[i]), test_infos[i])
+            row.captions[#row.captions + 1] = ("%s %.2f"):format(classes[pred], probabilities[i]:totable()[pred])
+        end
+    end
+    if #row.images > 0 then rows[#rows + 1] = row end
+end
+plot.image_grid{path = args.out .. "/gradcam.png", rows = rows, cell = 112,
+    title = "Grad-CAM of the predicted class, held-out prints"}
 
 local metrics = {
     accuracy = acc, majority_baseline = majority / #test_labels, test_images = #test_labels,
+    test_damage = args.test_damage,
     train_images = train_x:size(1), classes = classes, confusion = confusion, recall = recall,
     gradcam = {layer = cam_layer, radius_periods = args.radius, heat_near_singular = near.mass,
         area_near_singular = near.area, prints = near.count},

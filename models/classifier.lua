@@ -3,7 +3,7 @@
 -- built-in layers, so whorl.load rebuilds a saved one without this file:
 --
 --   Input (1, H, W)
---   per width f of filters: Conv2D f relu (3x3, same) [BatchNorm], MaxPool 2
+--   per width f of filters: Conv2D f relu (3x3, same), BatchNorm, MaxPool 2
 --       (the last width gets no pooling: Grad-CAM reads its map)
 --   GlobalAveragePooling2D, Dropout, Dense classes   (logits; train with
 --   losses.CrossEntropy, whose softmax is inside the loss)
@@ -22,14 +22,15 @@
 --   classes      5
 --   filters      {16, 32, 64, 64}
 --   kernel_size  3
---   batch_norm   false: a BatchNorm2d after each convolution
+--   batch_norm   true: a BatchNorm2d after each convolution (without it the
+--                net sits at loss log(5) for several epochs before it learns)
 --   dropout      0.2 before the last layer (0: none)
 --   seed         draw the weights from nn.init.generator(seed)
 --   name, dtype
 local nn = require "whorl.nn"
 
 local DEFAULTS = { input_size = 64, channels = 1, classes = 5, filters = { 16, 32, 64, 64 },
-    kernel_size = 3, batch_norm = false, dropout = 0.2, dtype = "float32" }
+    kernel_size = 3, batch_norm = true, dropout = 0.2, dtype = "float32" }
 
 local function check(o)
     for key in pairs(o) do
