@@ -101,19 +101,17 @@ static int pick_pairs(cand *all, int na, int nb, cand *out) {
 static double compatibility(const wh_mcc_template *a, const wh_mcc_template *b, const cand *t,
                             const cand *k) {
     const wh_mcc_params *p = &a->params;
-    double ax = a->x[k->i] - a->x[t->i], ay = a->y[k->i] - a->y[t->i];
-    double bx = b->x[k->j] - b->x[t->j], by = b->y[k->j] - b->y[t->j];
-    double d1 = fabs(sqrt(ax * ax + ay * ay) - sqrt(bx * bx + by * by));
+    size_t ia = (size_t)t->i * a->count + k->i, ib = (size_t)t->j * b->count + k->j;
+    double d1 = fabs(a->distance[ia] - b->distance[ib]);
     double z1 = sigmoid(d1, p->mu_rho[0], p->tau_rho[0]);
     if (z1 < 1e-6) return 0; /* distances disagree: the angles cannot save it */
     double d2 = fabs(angle_diff(angle_diff(a->angle[t->i], a->angle[k->i]),
                                 angle_diff(b->angle[t->j], b->angle[k->j])));
-    /* radial angle: m_t's direction against the line to m_k (image frame) */
-    double ra = angle_diff(a->angle[t->i], atan2(ay, ax));
-    double rb = angle_diff(b->angle[t->j], atan2(by, bx));
+    /* radial angle: m_t's direction against the line to m_k */
+    double ra = angle_diff(a->angle[t->i], a->direction[ia]);
+    double rb = angle_diff(b->angle[t->j], b->direction[ib]);
     double d3 = fabs(angle_diff(ra, rb));
-    return z1 * sigmoid(d2, p->mu_rho[1], p->tau_rho[1]) *
-           sigmoid(d3, p->mu_rho[2], p->tau_rho[2]);
+    return z1 * sigmoid(d2, p->mu_rho[1], p->tau_rho[1]) * sigmoid(d3, p->mu_rho[2], p->tau_rho[2]);
 }
 
 /* lambda (n) starts as the pairs' similarities and ends relaxed; rho is n x n scratch. */

@@ -71,6 +71,9 @@ typedef struct {
     float *valid;     /* count x cells: 1 where the cell is valid, else 0 */
     float *energy;    /* count x cells: sum over the nd bins of value^2 */
     float *values;    /* count x cells x nd, 0 in invalid cells */
+    /* between the minutiae of cylinders i and k, at [i * count + k]: their
+     * distance and the direction of the line from i to k (for the relaxation) */
+    float *distance, *direction;
 } wh_mcc_template;
 
 /* Builds t's cylinders into out (malloc'd; wh_mcc_free).  Minutiae with

@@ -78,6 +78,8 @@ void wh_mcc_free(wh_mcc_template *m) {
     free(m->valid);
     free(m->energy);
     free(m->values);
+    free(m->distance);
+    free(m->direction);
     memset(m, 0, sizeof *m);
 }
 
@@ -157,7 +159,8 @@ typedef struct {
     int n;
     const point *hull;
     int nh;
-    double *dir;   /* n x nd scratch: directional contribution of each neighbour */
+    int *near;     /* n scratch: minutiae that can reach a cell of the disc */
+    double *dir;   /* n x nd scratch: directional contribution of each of them */
 } cylinder_ctx;
 
 /* Fills values (cells x nd), valid (cells) and energy (cells) of minutia c's
@@ -169,13 +172,19 @@ static int build_cylinder(const cylinder_ctx *cx, int c, float *values, float *v
     double ds = 2 * p->radius / ns, dd = 2 * PI / nd;
     double gs_norm = 1 / (p->sigma_s * sqrt(2 * PI)), reach2 = 9 * p->sigma_s * p->sigma_s;
     double erf_scale = 1 / (p->sigma_d * sqrt(2.0));
-    /* mass of G_d over each bin around each neighbour's relative direction */
+    /* the minutiae within R + 3 sigma_s (others reach no cell), and the mass
+     * of G_d over each bin around each one's direction relative to m */
+    int nn = 0;
+    double reach = p->radius + 3 * p->sigma_s;
     for (int t = 0; t < cx->n; t++) {
+        double dx = cx->m[t].x - mc->x, dy = cx->m[t].y - mc->y;
+        if (t == c || dx * dx + dy * dy > reach * reach) continue;
         double rel = angle_diff(mc->angle, cx->m[t].angle);
         for (int k = 0; k < nd; k++) {
             double centre = -PI + (k + 0.5) * dd, x = angle_diff(centre, rel);
-            cx->dir[t * nd + k] = 0.5 * (erf((x + dd / 2) * erf_scale) - erf((x - dd / 2) * erf_scale));
+            cx->dir[nn * nd + k] = 0.5 * (erf((x + dd / 2) * erf_scale) - erf((x - dd / 2) * erf_scale));
         }
+        cx->near[nn++] = t;
     }
     /* the cell grid in m's frame: axis u along m's direction, v across it */
     double ux = cos(mc->angle), uy = sin(mc->angle), vx = -uy, vy = ux;
@@ -193,12 +202,12 @@ static int build_cylinder(const cylinder_ctx *cx, int c, float *values, float *v
             if (!ok) continue;
             nvalid++;
             double sum[WH_MCC_MAX_ND] = {0};
-            for (int t = 0; t < cx->n; t++) {
-                if (t == c) continue;
-                double dx = cx->m[t].x - pc.x, dy = cx->m[t].y - pc.y, d2 = dx * dx + dy * dy;
+            for (int q = 0; q < nn; q++) {
+                const wh_minutia *mt = &cx->m[cx->near[q]];
+                double dx = mt->x - pc.x, dy = mt->y - pc.y, d2 = dx * dx + dy * dy;
                 if (d2 > reach2) continue;
                 double gs = gs_norm * exp(-d2 / (2 * p->sigma_s * p->sigma_s));
-                for (int k = 0; k < nd; k++) sum[k] += gs * cx->dir[t * nd + k];
+                for (int k = 0; k < nd; k++) sum[k] += gs * cx->dir[q * nd + k];
             }
             double e = 0;
             for (int k = 0; k < nd; k++) {
@@ -248,6 +257,25 @@ static wh_status alloc_template(wh_mcc_template *o, int n) {
     return WH_OK;
 }
 
+/* Distances and line directions between the kept minutiae, so that the
+ * relaxation of every comparison reads them instead of recomputing them. */
+static wh_status pair_geometry(wh_mcc_template *o) {
+    size_t n = (size_t)o->count, nn = n > 0 ? n * n : 1;
+    o->distance = malloc(nn * sizeof(float));
+    o->direction = malloc(nn * sizeof(float));
+    if (!o->distance || !o->direction) {
+        wh_mcc_free(o);
+        return wh_fail(WH_ERR_MEMORY, "mcc: out of memory for %zu cylinders", n);
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < n; k++) {
+            double dx = o->x[k] - o->x[i], dy = o->y[k] - o->y[i];
+            o->distance[i * n + k] = (float)sqrt(dx * dx + dy * dy);
+            o->direction[i * n + k] = (float)atan2(dy, dx);
+        }
+    return WH_OK;
+}
+
 wh_status wh_mcc_build(const wh_template *t, const wh_mcc_params *p, wh_mcc_template *out) {
     if (!t || !out) return wh_fail(WH_ERR_ARG, "mcc: template or output is NULL");
     memset(out, 0, sizeof *out);
@@ -267,15 +295,17 @@ wh_status wh_mcc_build(const wh_template *t, const wh_mcc_params *p, wh_mcc_temp
     WH_TRY(alloc_template(out, n));
     point *pts = malloc((size_t)(n > 0 ? n : 1) * 2 * sizeof(point));
     double *dir = malloc((size_t)(n > 0 ? n : 1) * p->nd * sizeof(double));
-    if (!pts || !dir) {
+    int *near = malloc((size_t)(n > 0 ? n : 1) * sizeof(int));
+    if (!pts || !dir || !near) {
         free(pts);
         free(dir);
+        free(near);
         wh_mcc_free(out);
         return wh_fail(WH_ERR_MEMORY, "mcc: out of memory for %d minutiae", n);
     }
     for (int i = 0; i < n; i++) pts[i] = (point){t->minutiae[i].x, t->minutiae[i].y};
     point *hull = pts + n;
-    cylinder_ctx cx = {p, t->minutiae, n, hull, convex_hull(pts, n, hull), dir};
+    cylinder_ctx cx = {p, t->minutiae, n, hull, convex_hull(pts, n, hull), near, dir};
     size_t cells = (size_t)out->cells, nd = (size_t)p->nd;
     int min_cells = (int)ceil(p->min_valid_cells * out->disc_cells);
     for (int c = 0; c < n && n >= 2; c++) {
@@ -292,5 +322,6 @@ wh_status wh_mcc_build(const wh_template *t, const wh_mcc_params *p, wh_mcc_temp
     }
     free(pts);
     free(dir);
-    return WH_OK;
+    free(near);
+    return pair_geometry(out);
 }

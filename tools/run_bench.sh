@@ -46,3 +46,7 @@ OMP_WAIT_POLICY=passive LUA_PATH="lua/?.lua;lua/?/init.lua;models/?.lua;;" \
 echo
 echo "== synthetic fingerprints and damage (bench/bench_synth.c)"
 OMP_WAIT_POLICY=passive "$BUILD/bench/bench_synth"
+
+echo
+echo "== fingerprint identity: extraction, cylinders, matching (bench/bench_fingerprint.c)"
+OMP_WAIT_POLICY=passive OMP_NUM_THREADS=${WH_BENCH_THREADS:-2} "$BUILD/bench/bench_fingerprint"
