@@ -101,24 +101,6 @@ end
 local MaxPool2d = pool_class("MaxPool2d", "MaxPooling2D", whorl.max_pool2d, false)
 local AvgPool2d = pool_class("AvgPool2d", "AveragePooling2D", whorl.avg_pool2d, true)
 
--- Global pooling: one number per channel, whatever the image size, so a
--- classifier's head does not depend on the input size.
-local function global_pool_class(type_name, keras_type, reduce)
-    local cls = define(type_name, Module, { keras_type = keras_type, builtin = true })
-    function cls:__init(...) base.options(type_name, {}, {}, ...) end
-    function cls:forward(x)
-        check_4d(x)
-        return reduce(x)
-    end
-    function cls:config_args() return { {}, n = 1 } end
-    return cls
-end
-
-local GlobalAvgPool2d = global_pool_class("GlobalAvgPool2d", "GlobalAveragePooling2D",
-    function(x) return x:mean({ 3, 4 }) end)
-local GlobalMaxPool2d = global_pool_class("GlobalMaxPool2d", "GlobalMaxPooling2D",
-    function(x) return x:max({ 3, 4 }) end)
-
 -- ---- Upsample -------------------------------------------------------------------------
 
 local Upsample = define("Upsample", Module, { keras_type = "UpSampling2D", builtin = true })
@@ -183,6 +165,18 @@ local ReLU = activation_class("ReLU", "ReLU", whorl.relu)
 local Sigmoid = activation_class("Sigmoid", "Sigmoid", whorl.sigmoid)
 local Tanh = activation_class("Tanh", "Tanh", whorl.tanh)
 local Identity = activation_class("Identity", "Identity", function(x) return x end)
+
+-- Global pooling: one number per channel, whatever the image size, so a
+-- classifier's head does not depend on the input size.  Option-free
+-- wrappers of one op, as the activations.
+local GlobalAvgPool2d = activation_class("GlobalAvgPool2d", "GlobalAveragePooling2D", function(x)
+    check_4d(x)
+    return x:mean({ 3, 4 })
+end)
+local GlobalMaxPool2d = activation_class("GlobalMaxPool2d", "GlobalMaxPooling2D", function(x)
+    check_4d(x)
+    return x:max({ 3, 4 })
+end)
 
 local LeakyReLU = define("LeakyReLU", Module, { keras_type = "LeakyReLU", builtin = true })
 
