@@ -131,6 +131,23 @@ describe("gradcam.compute on an autoencoder", function()
         assert.are.same({ 2, 16, 16 }, heat:size())
     end)
 
+    it("skips one-channel heads and the output layer by default", function()
+        local Toy = nn.Module:extend("GradcamHeadToy")
+        function Toy:__init()
+            self.body = nn.Conv2d(1, 3, 3, { padding = "same", name = "body" })
+            self.head = nn.Conv2d(3, 1, 1, { name = "head" })
+        end
+        function Toy:forward(t) return self.head(self.body(t)) * 2 end
+        local _, info = gradcam.compute(Toy(), x)
+        assert.are.equal("body", info.layer)
+        local only_output = nn.Sequential{ nn.Conv2d(1, 1, 3, { padding = "same" }) }
+        raises(function() gradcam.compute(only_output, x) end, "no conv layer of",
+            "choose one with layer = (conv layers: conv2d_")
+        -- named explicitly, the output layer itself is allowed
+        local heat = gradcam.compute(only_output, x, { layer = only_output:get(1).name })
+        assert.are.same({ 2, 16, 16 }, heat:size())
+    end)
+
     it("matches a hand computation for the mean, region, mask and function scores", function()
         local mask = region_mask(2, 5, 7, 9)
         local cases = {

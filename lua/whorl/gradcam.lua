@@ -15,7 +15,8 @@
 -- opts:
 --   layer  the name of a Conv2d or ConvTranspose2d layer (model:get(name));
 --          default: the last conv layer run in the forward whose output has
---          more than one pixel and is not the model's output itself
+--          more than one pixel and more than one channel and is not the
+--          model's output itself
 --   score  what the heat explains, per image (the batch's scores are summed,
 --          which gives each image its own gradient: the images of a batch do
 --          not interact in eval mode):
@@ -234,11 +235,14 @@ local function forward_capturing(model, x, layers)
 end
 
 -- The default layer: the last conv that ran whose output is spatial (more
--- than one pixel) and is not the model's output.
+-- than one pixel), has more than one channel (with one, Grad-CAM gives back
+-- the activation itself: a head, such as the masked model's mask and
+-- content convolutions) and is not the model's output.
 local function pick_default(captured, y)
     for i = #captured, 1, -1 do
         local m, a = captured[i][1], captured[i][2]
-        if whorl.is_tensor(a) and a:dim() == 4 and a:size(3) * a:size(4) > 1 and a ~= y then
+        if whorl.is_tensor(a) and a:dim() == 4 and a:size(2) > 1 and a:size(3) * a:size(4) > 1
+            and a ~= y then
             return m, a
         end
     end
@@ -280,7 +284,7 @@ function gradcam.compute(model, input, opts)
     else
         chosen, activation = pick_default(captured, y)
         if not chosen then
-            fail("no conv layer of %s gives a spatial output other than the model's output; " ..
+            fail("no conv layer of %s gives a spatial, multi-channel output other than the model's output; " ..
                 "choose one with layer = (conv layers: %s)", label(model),
                 table.concat(gradcam.conv_layers(model), ", "))
         end
