@@ -69,4 +69,77 @@ describe("whorl.fingerprint score statistics", function()
         assert.error_matches(function() fp.eer({0 / 0}, {0.1}) end, "genuine score 1 is not finite")
         assert.error_matches(function() fp.eer("x", {0.1}) end, "list of numbers or a tensor")
     end)
+
+    describe("fp.evaluate", function()
+        local FINGERS, IMPRESSIONS, SIZE = 8, 2, 256
+        local result
+        local function evaluate()
+            if result then return result end
+            local clean, infos = whorl.synth.batch{count = FINGERS * IMPRESSIONS, impressions = IMPRESSIONS,
+                                                   size = SIZE, dpi = 500, seed = 11}
+            local damaged = whorl.synth.damage(clean, {"obliteration", "erasure", "partial"},
+                                               {level = "hard", seed = 5})
+            local fingers = {}
+            for i, info in ipairs(infos) do fingers[i] = info.finger end
+            -- "restored" = the clean prints themselves: a perfect restoration
+            result = fp.evaluate{clean = clean, damaged = damaged, restored = clean, fingers = fingers,
+                                 dpi = 500, same_finger = true}
+            return result
+        end
+
+        it("returns the documented fields with sane values", function()
+            local r = evaluate()
+            assert.are.equal(FINGERS * IMPRESSIONS, r.n)
+            -- impostors: first impressions of the 8 fingers, each against the 7 others
+            assert.are.equal(FINGERS * (FINGERS - 1), r.impostor.count)
+            -- genuine: each image with its own clean copy and the finger's other impression
+            assert.are.equal(FINGERS * IMPRESSIONS * IMPRESSIONS, r.genuine.restored.count)
+            for _, side in ipairs{"damaged", "restored"} do
+                assert(r.genuine[side].mean >= 0 and r.genuine[side].mean <= 1)
+                assert(r.eer[side] >= 0 and r.eer[side] <= 1)
+                for _, key in ipairs{"0.01", "0.001"} do
+                    local g = r.gmr[side][key]
+                    assert(g >= 0 and g <= 1, side .. " gmr " .. key)
+                end
+                local m = r.minutiae[side]
+                assert(m.precision >= 0 and m.precision <= 1 and m.recall >= 0 and m.recall <= 1)
+            end
+            assert(r.impostor.mean >= 0 and r.impostor.mean < 0.2, "impostor mean " .. r.impostor.mean)
+            assert(r.impostor.damaged.mean >= 0 and r.impostor.damaged.mean < 0.2)
+            assert(type(r.thresholds["0.01"]) == "number" and type(r.thresholds["0.001"]) == "number")
+            assert(r.thresholds["0.001"] >= r.thresholds["0.01"])
+            assert(r.seconds > 0)
+        end)
+
+        it("scores heavy damage below a perfect restoration", function()
+            local r = evaluate()
+            -- a perfect restoration: same minutiae as clean, genuine scores near 1 and no errors
+            close(r.minutiae.restored.precision, 1, 0, "restored precision")
+            close(r.minutiae.restored.recall, 1, 0, "restored recall")
+            close(r.eer.restored, 0, 0, "restored eer")
+            close(r.gmr.restored["0.01"], 1, 0, "restored gmr")
+            assert(r.genuine.damaged.mean < r.genuine.restored.mean - 0.1,
+                   ("damaged %.3f vs restored %.3f"):format(r.genuine.damaged.mean, r.genuine.restored.mean))
+            assert(r.minutiae.damaged.precision < 1 or r.minutiae.damaged.recall < 1)
+        end)
+
+        it("takes templates instead of images, and checks its options", function()
+            local t = {minutiae = {}}
+            local img = whorl.zeros({2, 32, 32})
+            local r = fp.evaluate{clean = img, restored = img, templates = {clean = {t, t}, restored = {t, t}}}
+            assert.are.equal(0, r.genuine.restored.mean)
+            assert.is_nil(r.genuine.damaged)
+            assert.error_matches(function() fp.evaluate{clean = img} end, "give 'damaged', 'restored'")
+            assert.error_matches(function() fp.evaluate{clean = img, restored = whorl.zeros({3, 32, 32})} end,
+                                 "'restored' has 3 images, 'clean' 2")
+            assert.error_matches(function() fp.evaluate{clean = img, restored = img, fmr = {2}} end,
+                                 "each 'fmr' must be")
+            assert.error_matches(function() fp.evaluate{clean = img, restored = img, colour = 1} end,
+                                 "unknown option 'colour'")
+            assert.error_matches(function()
+                fp.evaluate{clean = img, restored = img, fingers = {1, 1},
+                            templates = {clean = {t, t}, restored = {t, t}}}
+            end, "at least two different fingers")
+        end)
+    end)
 end)
