@@ -115,4 +115,43 @@ describe("whorl.fingerprint matching", function()
         local a300 = fp.mcc({minutiae = {}}, {dpi = 300})
         assert.error_matches(function() fp.match(a300, {minutiae = {}}) end, "built at 300")
     end)
+
+    describe("figures", function()
+        local files = require "helpers.files"
+        local dir
+        before_each(function() dir = os.tmpname(); os.remove(dir); assert(os.execute("mkdir -p " .. dir)) end)
+        after_each(function() os.execute("rm -rf " .. dir) end)
+
+        local function is_png(path)
+            local bytes = files.slurp(path)
+            return bytes:sub(1, 8) == "\137PNG\r\n\26\n" and #bytes > 1000
+        end
+
+        it("draws minutiae and pairs as PNG files, nothing else left behind", function()
+            local images = whorl.synth.batch{count = 2, impressions = 2, size = 96, dpi = 500, seed = 3, info = false}
+            local a, b = images:select(1, 1), images:select(1, 2)
+            local ta, tb = fp.extract(a), fp.extract(b)
+            fp.draw_minutiae{path = dir .. "/m.png", image = a, template = ta, title = "one"}
+            assert(is_png(dir .. "/m.png"))
+            fp.draw_pairs{path = dir .. "/p.png", image_a = a, image_b = b, template_a = ta, template_b = tb}
+            assert(is_png(dir .. "/p.png"))
+            local listing = io.popen("ls " .. dir):read("a")
+            assert.are.equal("m.png\np.png\n", listing)
+        end)
+
+        it("rejects missing paths, bad images and pairs outside the templates", function()
+            local t = {minutiae = {{x = 1, y = 1, angle = 0}}}
+            local img = whorl.zeros({40, 40})
+            assert.error_matches(function() fp.draw_minutiae{image = img, template = t} end, "'path'")
+            assert.error_matches(function()
+                fp.draw_minutiae{path = dir .. "/x.png", image = whorl.zeros({2, 40, 40}), template = t}
+            end, "must be %(H, W%) or %(1, H, W%), got 2x40x40")
+            assert.error_matches(function()
+                fp.draw_pairs{path = dir .. "/x.png", image_a = img, image_b = img, template_a = t, template_b = t,
+                              pairs = {{1, 2}}}
+            end, "pair 1 %(1, 2%) is outside")
+            assert.error_matches(function() fp.draw_minutiae{path = dir .. "/x.png", image = img, template = t, size = 3} end,
+                                 "unknown option 'size'")
+        end)
+    end)
 end)

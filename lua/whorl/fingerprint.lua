@@ -33,9 +33,18 @@
 --       pair_angle radians (fp.pair), summed over all images.
 --       templates = {clean=, damaged=, restored=}: lists of templates (as
 --       fp.extract returns) to use instead of extracting from the images.
---   fp.draw_minutiae{path, image, template, title}
---   fp.draw_pairs{path, image_a, image_b, template_a, template_b, pairs, title}
---       PNG figures through whorl.plot (see their comments below).
+--   fp.draw_minutiae{path, image, template, title=nil, scale=auto}
+--       A PNG of the print with its minutiae: endings red, bifurcations
+--       blue, each a circle with a tick along its direction.  image (H, W)
+--       or (1, H, W) in [0, 1]; scale: canvas pixels per image pixel
+--       (default: the print about 512 pixels a side).
+--   fp.draw_pairs{path, image_a, image_b, template_a, template_b, pairs=nil,
+--                 title=nil, scale=auto, dpi=500}
+--       The two prints side by side, every minutia in grey and the paired
+--       ones in colour, joined by a line.  pairs: what fp.match returns
+--       ({{a=, b=}, ...}) or fp.pair's ({{i, j}, ...}); by default
+--       fp.match(template_a, template_b) is run and its score is the title.
+--   Both draw through whorl.plot's canvas and write atomically.
 local whorl = require "whorl"
 
 local fp = whorl.fingerprint
@@ -232,6 +241,141 @@ function fp.evaluate(opts)
     end
     result.seconds = whorl.clock() - start
     return result
+end
+
+-- ---- figures -----------------------------------------------------------------------
+
+local ENDING, BIFURCATION, FAINT = {0.85, 0.1, 0.1}, {0.1, 0.3, 0.9}, {0.55, 0.55, 0.55}
+local PAIR_COLOURS = {
+    {0.89, 0.10, 0.11}, {0.22, 0.49, 0.72}, {0.30, 0.69, 0.29}, {0.60, 0.31, 0.64},
+    {1.00, 0.50, 0.00}, {0.65, 0.34, 0.16}, {0.97, 0.51, 0.75}, {0.10, 0.70, 0.70},
+}
+
+local function figure_image(who, t, name)
+    if not whorl.is_tensor(t) then error(("%s: '%s' must be an image tensor, got %s"):format(who, name, type(t)), 3) end
+    local s = t:size()
+    if #s == 3 and s[1] == 1 then return t:reshape(s[2], s[3]), s[2], s[3] end
+    if #s == 2 then return t, s[1], s[2] end
+    error(("%s: '%s' must be (H, W) or (1, H, W), got %s"):format(who, name, table.concat(s, "x")), 3)
+end
+
+local function figure_options(who, opts, allowed)
+    if type(opts) ~= "table" then error(who .. ": expected an options table, got " .. type(opts), 3) end
+    for k in pairs(opts) do
+        if not allowed[k] then error(("%s: unknown option '%s'"):format(who, tostring(k)), 3) end
+    end
+    if type(opts.path) ~= "string" then error(who .. ": option 'path' (a PNG file name) is required", 3) end
+end
+
+local function figure_template(who, t, name)
+    if type(t) ~= "table" or type(t.minutiae) ~= "table" then
+        error(("%s: '%s' must be a template with a minutiae list"):format(who, name), 3)
+    end
+    return t
+end
+
+local function auto_scale(scale, h, w)
+    return scale or math.max(1, 512 // math.max(h, w))
+end
+
+-- One minutia at canvas offset (ox, oy): a circle and a tick along its direction.
+local function draw_minutia(c, m, ox, oy, scale, colour, width)
+    local x, y = ox + (m.x + 0.5) * scale, oy + (m.y + 0.5) * scale
+    local r = 2.5 * scale
+    c:color(colour[1], colour[2], colour[3])
+    c:circle(x, y, r, false, width)
+    c:line(x, y, x + 3 * r * math.cos(m.angle), y + 3 * r * math.sin(m.angle), width)
+end
+
+local TITLE_H = 28
+
+local function draw_title(c, width, title)
+    if not title then return 0 end
+    c:color(0.1, 0.1, 0.1)
+    c:text(width / 2, TITLE_H / 2, tostring(title), {size = 14, align = "center", valign = "middle", bold = true})
+    return TITLE_H
+end
+
+function fp.draw_minutiae(opts)
+    local who = "fingerprint.draw_minutiae"
+    figure_options(who, opts, {path = true, image = true, template = true, title = true, scale = true})
+    local image, h, w = figure_image(who, opts.image, "image")
+    local t = figure_template(who, opts.template, "template")
+    local scale = auto_scale(opts.scale, h, w)
+    local plot = require "whorl.plot"
+    local legend_h = 22
+    local c = plot.canvas(w * scale, h * scale + (opts.title and TITLE_H or 0) + legend_h)
+    local top = draw_title(c, w * scale, opts.title)
+    c:image(image, 0, top, w * scale, h * scale)
+    local endings = 0
+    for _, m in ipairs(t.minutiae) do
+        local ending = m.type ~= "bifurcation"
+        endings = endings + (ending and 1 or 0)
+        draw_minutia(c, m, 0, top, scale, ending and ENDING or BIFURCATION, math.max(1.5, scale * 0.6))
+    end
+    c:color(0.1, 0.1, 0.1)
+    c:text(6, top + h * scale + legend_h / 2, ("%d minutiae: %d endings (red), %d bifurcations (blue)"):format(
+        #t.minutiae, endings, #t.minutiae - endings), {size = 12, valign = "middle"})
+    c:save(opts.path)
+    c:close()
+end
+
+-- pairs as {{i, j}, ...} (1-based indices) from fp.match's or fp.pair's form.
+local function pair_indices(who, pairs)
+    local out = {}
+    for k, p in ipairs(pairs) do
+        local i, j = p.a or p[1], p.b or p[2]
+        if math.type(i) ~= "integer" or math.type(j) ~= "integer" then
+            error(("%s: pair %d must be {a=, b=} or {i, j} with integer indices"):format(who, k), 3)
+        end
+        out[k] = {i, j}
+    end
+    return out
+end
+
+function fp.draw_pairs(opts)
+    local who = "fingerprint.draw_pairs"
+    figure_options(who, opts, {path = true, image_a = true, image_b = true, template_a = true,
+                               template_b = true, pairs = true, title = true, scale = true, dpi = true})
+    local image_a, ha, wa = figure_image(who, opts.image_a, "image_a")
+    local image_b, hb, wb = figure_image(who, opts.image_b, "image_b")
+    local ta = figure_template(who, opts.template_a, "template_a")
+    local tb = figure_template(who, opts.template_b, "template_b")
+    local title, pairs = opts.title, opts.pairs
+    if not pairs then
+        local score
+        score, pairs = fp.match(ta, tb, {dpi = opts.dpi})
+        title = title or ("score %.3f, %d pairs"):format(score, #pairs)
+    end
+    pairs = pair_indices(who, pairs)
+    for k, p in ipairs(pairs) do
+        if not ta.minutiae[p[1]] or not tb.minutiae[p[2]] then
+            error(("%s: pair %d (%d, %d) is outside the templates (%d and %d minutiae)"):format(
+                who, k, p[1], p[2], #ta.minutiae, #tb.minutiae), 2)
+        end
+    end
+    local scale = auto_scale(opts.scale, math.max(ha, hb), math.max(wa, wb))
+    local gap = 16
+    local plot = require "whorl.plot"
+    local width, height = (wa + wb) * scale + gap, math.max(ha, hb) * scale
+    local c = plot.canvas(width, height + (title and TITLE_H or 0))
+    local top = draw_title(c, width, title)
+    local bx = wa * scale + gap
+    c:image(image_a, 0, top, wa * scale, ha * scale)
+    c:image(image_b, bx, top, wb * scale, hb * scale)
+    for _, m in ipairs(ta.minutiae) do draw_minutia(c, m, 0, top, scale, FAINT, 1) end
+    for _, m in ipairs(tb.minutiae) do draw_minutia(c, m, bx, top, scale, FAINT, 1) end
+    for k, p in ipairs(pairs) do
+        local colour = PAIR_COLOURS[(k - 1) % #PAIR_COLOURS + 1]
+        local ma, mb = ta.minutiae[p[1]], tb.minutiae[p[2]]
+        draw_minutia(c, ma, 0, top, scale, colour, 2)
+        draw_minutia(c, mb, bx, top, scale, colour, 2)
+        c:color(colour[1], colour[2], colour[3], 0.7)
+        c:line((ma.x + 0.5) * scale, top + (ma.y + 0.5) * scale, bx + (mb.x + 0.5) * scale,
+               top + (mb.y + 0.5) * scale, 1.5)
+    end
+    c:save(opts.path)
+    c:close()
 end
 
 return fp
