@@ -31,6 +31,7 @@ parser:option("--fingers", "Training fingers (split evenly over the classes).", 
 parser:option("--impressions", "Impressions per training finger.", "2", tonumber)
 parser:option("--valid-fingers", "Validation fingers (natural class frequencies), for the per-epoch val_ numbers.", "100", tonumber)
 parser:option("--test-fingers", "Held-out test fingers (natural class frequencies), one impression each.", "400", tonumber)
+parser:flag("--train-damage", "Add a damaged copy of every training print (every kind and level at random).")
 parser:option("--test-damage", "Damage the test prints (every kind at random) at this level: easy, medium, hard.")
 parser:option("--filters", "Convolution widths, comma-separated.", "16,32,64,64")
 parser:flag("--no-batch-norm", "Leave out the batch normalisation after each convolution.")
@@ -97,6 +98,11 @@ print(("Generating %d training prints (%d fingers x %d impressions, classes bala
     :format(math.ceil(args.fingers / K) * K * args.impressions, math.ceil(args.fingers / K) * K,
         args.impressions, args.valid_fingers, args.test_fingers, args.size, args.size, args.dpi))
 local train_x, train_labels = training_set()
+if args.train_damage then
+    local damaged = whorl.synth.damage(train_x, "random", {level = "random", seed = args.seed + 1})
+    train_x = whorl.cat({train_x, damaged}, 1)
+    table.move(train_labels, 1, #train_labels, #train_labels + 1)
+end
 local valid_x, valid_labels = natural_set(args.valid_fingers, 1000000)
 local test_x, test_labels, test_infos = natural_set(args.test_fingers, 2000000)
 if args.test_damage then
@@ -243,7 +249,7 @@ plot.image_grid{path = args.out .. "/gradcam.png", rows = rows, cell = 112,
 
 local metrics = {
     accuracy = acc, majority_baseline = majority / #test_labels, test_images = #test_labels,
-    test_damage = args.test_damage,
+    test_damage = args.test_damage, train_damage = args.train_damage,
     train_images = train_x:size(1), classes = classes, confusion = confusion, recall = recall,
     gradcam = {layer = cam_layer, radius_periods = args.radius, heat_near_singular = near.mass,
         area_near_singular = near.area, prints = near.count},

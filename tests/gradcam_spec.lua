@@ -193,6 +193,14 @@ describe("gradcam.compute on an autoencoder", function()
         assert.is_nil(rawget(model:get("conv2d_2"), "_forward_hooks"))
     end)
 
+    it("records its gradients even when called inside whorl.no_grad", function()
+        local inside = whorl.no_grad(gradcam.compute, model, x, { layer = "conv2d_1" })
+        assert.are.equal(0, max_diff(inside, gradcam.compute(model, x, { layer = "conv2d_1" })))
+        assert.is_true(whorl.is_grad_enabled())
+        raises(function() gradcam.compute(model, x, { score = function() return whorl.tensor(1) end }) end,
+            "the score does not depend on the model's output")
+    end)
+
     it("works on a frozen model (the input carries the gradient)", function()
         model:freeze()
         local heat = gradcam.compute(model, x, { layer = "conv2d_1" })

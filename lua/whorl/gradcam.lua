@@ -293,7 +293,11 @@ function gradcam.compute(model, input, opts)
         fail("layer '%s' gave %s, not an (N, C, h, w) activation", chosen.name, shape_str(activation))
     end
     local kind = opts.score or default_score(y, opts)
-    local score, classes = score_of(kind, y, x, opts)
+    -- Under grad mode even when the caller runs in whorl.no_grad.
+    local score, classes = whorl.enable_grad(score_of, kind, y, x, opts)
+    if not score.requires_grad then
+        fail("the score does not depend on the model's output (it records no gradient)")
+    end
     local grad = whorl.grad({ score }, { activation })[1]
     local n, H, W = x:size(1), x:size(3), x:size(4)
     local heat = whorl.no_grad(function()
