@@ -7,9 +7,13 @@
  *   fp.mcc(template [, {dpi=500}]) -> cylinders (userdata; #c = valid cylinders)
  *       Minutia Cylinder-Code of one print, built once and reused by every
  *       comparison; anywhere a template is accepted below, cylinders are too.
+ *   fp.mcc_all(templates [, {dpi=500}]) -> list of cylinders (OpenMP over prints)
  *   fp.match(a, b [, {dpi=500}]) -> score in [0, 1], pairs
- *       score 1 for identical templates, 0 when either has fewer than two
- *       usable minutiae; pairs = {{a=i, b=j, similarity=}, ...}: 1-based
+ *       score 1 for identical templates (0.99 and more), 0 when either has
+ *       no usable minutia (a cylinder needs two neighbours and 75% of its
+ *       disc inside the minutiae's hull grown by 50 px); invariant to
+ *       translation and to rotations up to 90 degrees (minutiae turned
+ *       further apart never pair, as in the paper); pairs = {{a=i, b=j, similarity=}, ...}: 1-based
  *       minutia indices of the pairs the score averages, best first.
  *   fp.match_all(list_a, list_b [, {dpi=500, pairs={{i, j}, ...}}]) -> scores
  *       Every a against every b: a float64 tensor (#list_a, #list_b); with
@@ -236,6 +240,22 @@ static const wh_mcc_template **list_mcc(lua_State *L, int idx, const wh_mcc_para
     return ptr;
 }
 
+static int l_mcc_all(lua_State *L) {
+    static const char *const allowed[] = {"dpi", NULL};
+    const char *op = "fingerprint.mcc_all";
+    whl_check_options(L, 2, op, allowed, false);
+    wh_mcc_params p = check_params(L, 2, op);
+    lua_settop(L, 2);
+    int n = 0;
+    list_mcc(L, 1, &p, op, 1, &n); /* pushes the pointers, then the anchors table */
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_geti(L, -2, i); /* the anchors table holds the cylinders at 1..n */
+        lua_rawseti(L, -2, i);
+    }
+    return 1;
+}
+
 static int l_match_all(lua_State *L) {
     static const char *const allowed[] = {"dpi", "pairs", NULL};
     const char *op = "fingerprint.match_all";
@@ -345,6 +365,7 @@ static int l_eer(lua_State *L) {
 void whl_open_fingerprint_match(lua_State *L, int module, int methods) {
     static const luaL_Reg funcs[] = {
         {"mcc", l_mcc},
+        {"mcc_all", l_mcc_all},
         {"match", l_match},
         {"match_all", l_match_all},
         {"threshold_at_fmr", l_threshold_at_fmr},

@@ -14,8 +14,7 @@ local function get_prints()
     local images = whorl.synth.batch{count = FINGERS * IMPRESSIONS, impressions = IMPRESSIONS,
                                      size = SIZE, dpi = DPI, seed = 2024, info = false}
     prints = {templates = fp.extract_batch(images, {dpi = DPI})}
-    prints.cylinders = {}
-    for i, t in ipairs(prints.templates) do prints.cylinders[i] = fp.mcc(t, {dpi = DPI}) end
+    prints.cylinders = fp.mcc_all(prints.templates, {dpi = DPI})
     return prints
 end
 
@@ -97,6 +96,8 @@ describe("whorl.fingerprint matching", function()
         assert.are.equal(0, #pairs)
         assert.are.equal(0, (fp.match(t, {minutiae = {t.minutiae[1]}})))
         assert.are.equal(0, #fp.mcc(empty))
+        local built = fp.mcc_all({empty, t, fp.mcc(t)})
+        assert.are.same({0, #fp.mcc(t), #fp.mcc(t)}, {#built[1], #built[2], #built[3]})
         local all = fp.match_all({empty, t}, {t, empty}):totable()
         assert.are.equal(0, all[1][1])
         assert.are.equal(0, all[2][2])

@@ -187,10 +187,7 @@ function fp.evaluate(opts)
     local templates = side_templates(opts, all_sides, n)
     -- cylinders once per print, reused by every comparison
     local cylinders = {}
-    for _, side in ipairs(all_sides) do
-        cylinders[side] = {}
-        for i, t in ipairs(templates[side]) do cylinders[side][i] = fp.mcc(t, {dpi = dpi}) end
-    end
+    for _, side in ipairs(all_sides) do cylinders[side] = fp.mcc_all(templates[side], {dpi = dpi}) end
 
     local genuine_pairs = {}
     for i = 1, n do
