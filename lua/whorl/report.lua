@@ -388,8 +388,10 @@ function report.render_png(html, png, opts)
     local profile = os.tmpname()
     os.remove(profile) -- chromium makes the folder: its own profile, so parallel runs do not collide
     local log = profile .. ".log"
+    -- env -u LD_PRELOAD: a preloaded runtime (the sanitizer test run's ASan)
+    -- makes chromium's own processes abort.
     local cmd = string.format(
-        "timeout %d %s --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir=%s " ..
+        "env -u LD_PRELOAD timeout %d %s --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir=%s " ..
         "--screenshot=%s --window-size=%d,%d %s >%s 2>&1",
         opts.timeout or 60, shell_quote(chromium), shell_quote(profile), shell_quote(tmp),
         opts.width or 1200, opts.height or 2000, shell_quote(file_url(html)), shell_quote(log))
