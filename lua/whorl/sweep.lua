@@ -23,7 +23,7 @@
 --   neither                       not run, or interrupted: (re)started
 -- Then results.csv, results.md (sorted by whole-image PSNR) and pareto.png /
 -- pareto_time.png (parameters / training time against PSNR, Pareto front
--- marked, via whorl.plot when it is there).
+-- marked, by whorl.plot).
 local cjson = require "cjson"
 local whorl = require "whorl"
 local checkpoint = require "whorl.checkpoint"
@@ -570,46 +570,28 @@ function M.markdown(rows, keys, title)
 end
 
 -- Indices of the points no other point beats in both coordinates
--- (dirs: {x = "min"|"max", y = "min"|"max"}), in input order.
-function M.pareto(points, dirs)
-    local plot_ok, plot = pcall(require, "whorl.plot")
-    if plot_ok and type(plot.pareto_front) == "function" then return plot.pareto_front(points, dirs) end
-    local sx, sy = dirs.x == "max" and -1 or 1, dirs.y == "max" and -1 or 1
-    local front = {}
-    for i, p in ipairs(points) do
-        local beaten = false
-        for j, q in ipairs(points) do
-            local qx, qy, px, py = sx * q.x, sy * q.y, sx * p.x, sy * p.y
-            if j ~= i and qx <= px and qy <= py and (qx < px or qy < py) then
-                beaten = true
-                break
-            end
-        end
-        if not beaten then front[#front + 1] = i end
-    end
-    return front
-end
+-- (dirs: {x = "min"|"max", y = "min"|"max"}), sorted by x: whorl.plot's.
+function M.pareto(points, dirs) return require("whorl.plot").pareto_front(points, dirs) end
 
 -- The finished runs as points (x from the row field `xkey`, y = PSNR).
 function M.points(rows, xkey)
     local points = {}
     for _, r in ipairs(rows) do
         if r.status == "done" and r[xkey] and r.psnr then
-            points[#points + 1] = { x = r[xkey], y = r.psnr, label = r.name }
+            -- labelled without the hash, which tells runs apart but not people
+            points[#points + 1] = { x = r[xkey], y = r.psnr, label = (r.name:gsub("%-%x+$", "")) }
         end
     end
     return points
 end
 
--- results.csv, results.md and, when whorl.plot is there and runs are done,
--- pareto.png (parameters vs PSNR) and pareto_time.png (training time vs
+-- results.csv, results.md and, when runs are done, pareto.png (parameters vs PSNR) and pareto_time.png (training time vs
 -- PSNR).  Returns the paths written.
 function M.write_results(out, rows, keys, title)
     write_atomically(out .. "/results.csv", M.csv(rows))
     write_atomically(out .. "/results.md", M.markdown(rows, keys, title))
     local written = { out .. "/results.csv", out .. "/results.md" }
-    local plot_ok, plot = pcall(require, "whorl.plot")
-    if not (plot_ok and type(plot.scatter) == "function") then return written end
+    local plot = require "whorl.plot"
     for _, fig in ipairs({ { "params", "pareto.png", "parameters", true },
         { "train_seconds", "pareto_time.png", "training time (s)", false } }) do
         local points = M.points(rows, fig[1])
