@@ -530,6 +530,7 @@ static const char *save_png(canvas *c, const char *path, char *tmp, size_t tmp_s
     cairo_surface_flush(c->surface);
     cairo_status_t st = cairo_surface_write_to_png_stream(c->surface, write_fd, &fd);
     int saved_errno = errno;
+    /* mkstemp makes the file 0600; a figure is meant to be read by others */
     bool ok = st == CAIRO_STATUS_SUCCESS && fchmod(fd, 0644) == 0;
     if (close(fd) != 0) ok = false;
     if (ok && rename(tmp, path) == 0) return NULL;
