@@ -51,9 +51,9 @@ end
 
 local result = sweep.run(spec, { out = args.out, workers = args.workers, threads = args.threads,
     retry_failed = args.retry_failed, command = args.command, poll = args.poll, where = args.spec })
-local done, failed = 0, 0
+local done = 0
 for _, r in ipairs(result.rows) do
-    if r.status == "done" then done = done + 1 elseif r.status == "failed" then failed = failed + 1 end
+    if r.status == "done" then done = done + 1 end
 end
 print(string.format("\n%d of %d runs done; results in %s/results.md and results.csv", done, #result.rows, args.out))
 local best = result.rows[1]
@@ -61,7 +61,8 @@ if best and best.status == "done" and best.psnr then
     print(string.format("best: %s (PSNR %.2f dB whole, %s dB region)", best.name, best.psnr,
         best.region_psnr and string.format("%.2f", best.region_psnr) or "-"))
 end
-if failed > 0 then
-    error(string.format("whorl sweep: %d run%s failed (see results.md; --retry-failed runs them again)",
-        failed, failed == 1 and "" or "s"), 0)
+local left = #result.rows - done
+if left > 0 then
+    error(string.format("whorl sweep: %d run%s failed or did not finish (see results.md; calling again " ..
+        "goes on, --retry-failed runs the failed ones again)", left, left == 1 and "" or "s"), 0)
 end

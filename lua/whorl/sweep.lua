@@ -328,6 +328,11 @@ local function tail(text, lines)
     return table.concat(all, "\n", math.max(1, #all - lines + 1), #all)
 end
 
+local function read_json(path)
+    local ok, v = pcall(cjson.decode, read_all(path) or "")
+    return ok and type(v) == "table" and v or nil
+end
+
 -- "done" (metrics.json exists), "failed" (the job ended without one) or
 -- "new" (never run, or interrupted before it ended).
 function M.state(dir)
@@ -349,8 +354,19 @@ local function record(dir)
     return state
 end
 
--- Starts one run in the background: the job's output goes to log.txt, its
--- exit status to exit_code (written last, through a rename).
+-- The process group of a run started earlier (its pid file), when it is
+-- still alive: a sweep called again while runs of the last call go on
+-- waits for them instead of starting them twice.
+local function alive_group(dir)
+    local pid = math.tointeger(tonumber(read_all(dir .. "/pid") or ""))
+    if pid and pid > 1 and os.execute(string.format("kill -s 0 -- -%d 2>/dev/null", pid)) then return pid end
+    return nil
+end
+
+-- Starts one run in the background, in a process group of its own (so it
+-- can be stopped as a whole): run.sh holds the command (run it by hand to
+-- repeat the run), the job's output goes to log.txt, its exit status to
+-- exit_code (written last, through a rename), the group's id to pid.
 local function launch(run, dir, command, threads)
     mkdir(dir)
     os.remove(dir .. "/exit_code")
@@ -358,28 +374,63 @@ local function launch(run, dir, command, threads)
     local argv = M.flags(run.options)
     for i, a in ipairs(argv) do argv[i] = quote(a) end
     local d = quote(dir)
-    os.execute(string.format("(OMP_NUM_THREADS=%d OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} %s reconstruct %s " ..
-        "--out %s --quiet > %s/log.txt 2>&1; echo $? > %s/exit_code.tmp; mv %s/exit_code.tmp %s/exit_code) " ..
-        "< /dev/null > /dev/null 2>&1 &", threads, command, table.concat(argv, " "), d, d, d, d, d))
+    write_atomically(dir .. "/run.sh", string.format("#!/bin/sh\n# %s, started by whorl sweep\n" ..
+        "OMP_NUM_THREADS=%d OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} %s reconstruct %s --out %s --quiet " ..
+        "> %s/log.txt 2>&1\necho $? > %s/exit_code.tmp && mv %s/exit_code.tmp %s/exit_code\n",
+        run.name, threads, command, table.concat(argv, " "), d, d, d, d, d))
+    os.execute(string.format("setsid sh %s/run.sh < /dev/null > /dev/null 2>&1 & echo $! > %s/pid", d, d))
 end
 
 local function summary_line(dir, state)
     if state == "done" then
-        local m = cjson.decode(read_all(dir .. "/metrics.json") or "{}")
+        local m = read_json(dir .. "/metrics.json") or {}
         local psnr = m.whole and m.whole.restored and m.whole.restored.psnr
         return string.format("done%s%s", psnr and string.format(", PSNR %.2f dB", psnr) or "",
             m.train_seconds and string.format(", trained in %.0f s", m.train_seconds) or "")
     end
-    local f = cjson.decode(read_all(dir .. "/failed.json") or "{}")
+    local f = read_json(dir .. "/failed.json") or {}
     return string.format("FAILED (exit %s): %s", f.exit_code and flag_value(f.exit_code) or "?",
         tail(f.log_tail, 1):sub(1, 160))
+end
+
+-- Starts queued runs while fewer than `workers` go on, sleeps `poll`
+-- seconds, and reports the runs that ended, until all have.  running
+-- holds runs already going (adopted from an earlier call).
+local function drive(out, queue, running, workers, command, threads, poll, say)
+    local started, finished, failed, total = 0, 0, 0, #queue + #running
+    while started < #queue or #running > 0 do
+        while started < #queue and #running < workers do
+            started = started + 1
+            local run = queue[started]
+            launch(run, out .. "/" .. run.name, command, threads)
+            running[#running + 1] = run
+            say(string.format("start %s", run.name))
+        end
+        -- system() ignores Ctrl-C in the caller; the sleep it waits for dies of it
+        local _, how = os.execute("sleep " .. poll)
+        if how == "signal" then error("whorl sweep: interrupted", 0) end
+        for i = #running, 1, -1 do
+            local run = running[i]
+            local dir = out .. "/" .. run.name
+            if exists(dir .. "/exit_code") or not alive_group(dir) then
+                table.remove(running, i)
+                finished = finished + 1
+                local state = record(dir)
+                if state ~= "done" then failed = failed + 1 end
+                say(string.format("[%d/%d] %s: %s", finished, total, run.name,
+                    state == "new" and "stopped without an exit status (killed?)" or summary_line(dir, state)))
+            end
+        end
+    end
+    return failed
 end
 
 -- Runs a sweep: spec is a description (see the header).  opts: out (the
 -- sweep folder), workers (1), threads (OpenMP threads per run; default
 -- max(1, cores / workers)), retry_failed, command (how to start whorl),
 -- poll (seconds between checks, 1), say (progress lines; default print).
--- Returns {runs, rows, keys, ran, skipped, failed}.
+-- Interrupted (Ctrl-C), it stops the runs it started before passing the
+-- error on.  Returns {runs, rows, keys, ran, skipped, failed}.
 function M.run(spec, opts)
     M.check_spec(spec, opts.where)
     local out, workers = opts.out, opts.workers or 1
@@ -391,10 +442,14 @@ function M.run(spec, opts)
     local runs, keys = M.plan(spec)
     write_atomically(out .. "/sweep.json", checkpoint.json_encode(spec, "sweep") .. "\n")
 
-    local queue, skipped = {}, 0
+    local queue, running, skipped = {}, {}, 0
     for _, run in ipairs(runs) do
-        local state = record(out .. "/" .. run.name)
-        if state == "new" or (state == "failed" and opts.retry_failed) then
+        local dir = out .. "/" .. run.name
+        local state = record(dir)
+        if state == "new" and alive_group(dir) then
+            running[#running + 1] = run
+            say(string.format("wait  %s: still running from an earlier call", run.name))
+        elseif state == "new" or (state == "failed" and opts.retry_failed) then
             queue[#queue + 1] = run
         else
             skipped = skipped + 1
@@ -405,29 +460,14 @@ function M.run(spec, opts)
     say(string.format("%d runs: %d to run with %d worker%s (%d thread%s each), %d skipped", #runs, #queue,
         workers, workers == 1 and "" or "s", threads, threads == 1 and "" or "s", skipped))
 
-    local running, started, finished, failed = {}, 0, 0, 0
-    while started < #queue or next(running) do
-        while started < #queue and #running < workers do
-            started = started + 1
-            local run = queue[started]
-            launch(run, out .. "/" .. run.name, command, threads)
-            running[#running + 1] = run
-            say(string.format("start %s", run.name))
+    local ok, failed = pcall(drive, out, queue, running, workers, command, threads, poll, say)
+    if not ok then
+        for _, run in ipairs(running) do
+            local pid = alive_group(out .. "/" .. run.name)
+            if pid then os.execute(string.format("kill -s TERM -- -%d 2>/dev/null", pid)) end
         end
-        os.execute("sleep " .. poll)
-        for i = #running, 1, -1 do
-            local run = running[i]
-            local dir = out .. "/" .. run.name
-            if exists(dir .. "/exit_code") then
-                table.remove(running, i)
-                finished = finished + 1
-                local state = record(dir)
-                if state ~= "done" then failed = failed + 1 end
-                say(string.format("[%d/%d] %s: %s", finished, #queue, run.name, summary_line(dir, state)))
-            end
-        end
+        error(failed, 0)
     end
-
     local rows = M.collect(out, runs)
     M.write_results(out, rows, keys)
     return { runs = runs, rows = rows, keys = keys, ran = #queue, skipped = skipped, failed = failed }
@@ -454,10 +494,9 @@ function M.collect(out, runs)
     for _, run in ipairs(runs) do
         local dir = out .. "/" .. run.name
         local row = { name = run.name, options = run.options, status = "not run" }
-        local text = read_all(dir .. "/metrics.json")
-        if text then
-            local ok, m = pcall(cjson.decode, text)
-            if ok and type(m) == "table" then
+        if exists(dir .. "/metrics.json") then
+            local m = read_json(dir .. "/metrics.json")
+            if m then
                 row.status = "done"
                 row.params, row.train_seconds = dig(m, "params"), dig(m, "train_seconds")
                 row.psnr, row.ssim = dig(m, "whole", "restored", "psnr"), dig(m, "whole", "restored", "ssim")
@@ -469,7 +508,7 @@ function M.collect(out, runs)
                 row.status, row.error = "failed", "metrics.json is not valid JSON"
             end
         elseif exists(dir .. "/exit_code") then
-            local f = cjson.decode(read_all(dir .. "/failed.json") or "{}")
+            local f = read_json(dir .. "/failed.json") or {}
             row.status, row.exit_code = "failed", f.exit_code
             row.error = tail(f.log_tail, 1)
         end
