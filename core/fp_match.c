@@ -20,16 +20,6 @@
 
 #include "fp_match.h"
 
-#define PI 3.14159265358979323846
-
-static double angle_diff(double a, double b) {
-    double d = a - b;
-    if (d < -PI || d >= PI) d -= 2 * PI * floor((d + PI) / (2 * PI));
-    return d;
-}
-
-static double sigmoid(double v, double mu, double tau) { return 1 / (1 + exp(-tau * (v - mu))); }
-
 /* ---- 1. local similarity --------------------------------------------------------- */
 
 /* Cylinder i of a against cylinder j of b.  Cells: energy is the sum of a
@@ -38,7 +28,7 @@ static double sigmoid(double v, double mu, double tau) { return 1 / (1 + exp(-ta
  * the plain dot product of the values is already the restricted one. */
 static double local_similarity(const wh_mcc_template *a, int i, const wh_mcc_template *b, int j,
                                int min_common) {
-    if (fabs(angle_diff(a->angle[i], b->angle[j])) > a->params.max_rotation) return 0;
+    if (fabs(wh_angle_diff(a->angle[i], b->angle[j])) > a->params.max_rotation) return 0;
     int cells = a->cells, len = cells * a->params.nd;
     const float *va = a->valid + (size_t)i * cells, *vb = b->valid + (size_t)j * cells;
     const float *ea = a->energy + (size_t)i * cells, *eb = b->energy + (size_t)j * cells;
@@ -103,15 +93,16 @@ static double compatibility(const wh_mcc_template *a, const wh_mcc_template *b, 
     const wh_mcc_params *p = &a->params;
     size_t ia = (size_t)t->i * a->count + k->i, ib = (size_t)t->j * b->count + k->j;
     double d1 = fabs(a->distance[ia] - b->distance[ib]);
-    double z1 = sigmoid(d1, p->mu_rho[0], p->tau_rho[0]);
+    double z1 = wh_mcc_sigmoid(d1, p->mu_rho[0], p->tau_rho[0]);
     if (z1 < 1e-6) return 0; /* distances disagree: the angles cannot save it */
-    double d2 = fabs(angle_diff(angle_diff(a->angle[t->i], a->angle[k->i]),
-                                angle_diff(b->angle[t->j], b->angle[k->j])));
+    double d2 = fabs(wh_angle_diff(wh_angle_diff(a->angle[t->i], a->angle[k->i]),
+                                   wh_angle_diff(b->angle[t->j], b->angle[k->j])));
     /* radial angle: m_t's direction against the line to m_k */
-    double ra = angle_diff(a->angle[t->i], a->direction[ia]);
-    double rb = angle_diff(b->angle[t->j], b->direction[ib]);
-    double d3 = fabs(angle_diff(ra, rb));
-    return z1 * sigmoid(d2, p->mu_rho[1], p->tau_rho[1]) * sigmoid(d3, p->mu_rho[2], p->tau_rho[2]);
+    double ra = wh_angle_diff(a->angle[t->i], a->direction[ia]);
+    double rb = wh_angle_diff(b->angle[t->j], b->direction[ib]);
+    double d3 = fabs(wh_angle_diff(ra, rb));
+    return z1 * wh_mcc_sigmoid(d2, p->mu_rho[1], p->tau_rho[1]) *
+           wh_mcc_sigmoid(d3, p->mu_rho[2], p->tau_rho[2]);
 }
 
 /* lambda (n) starts as the pairs' similarities and ends relaxed; rho is n x n scratch. */
@@ -137,7 +128,7 @@ static void relax(const wh_mcc_template *a, const wh_mcc_template *b, const cand
 
 static int pairs_to_average(const wh_mcc_params *p, int na, int nb) {
     int m = na < nb ? na : nb;
-    return p->min_np + (int)lround(sigmoid(m, p->mu_p, p->tau_p) * (p->max_np - p->min_np));
+    return p->min_np + (int)lround(wh_mcc_sigmoid(m, p->mu_p, p->tau_p) * (p->max_np - p->min_np));
 }
 
 typedef struct {

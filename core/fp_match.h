@@ -19,10 +19,24 @@
 #ifndef WHORL_FP_MATCH_H
 #define WHORL_FP_MATCH_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "fingerprint.h"
 #include "status.h"
+
+/* The difference a - b of two angles in [-pi, pi) (the paper's d_phi). */
+static inline double wh_angle_diff(double a, double b) {
+    const double pi = 3.14159265358979323846;
+    double d = a - b;
+    if (d < -pi || d >= pi) d -= 2 * pi * floor((d + pi) / (2 * pi));
+    return d;
+}
+
+/* The paper's sigmoid Z(v, mu, tau) = 1 / (1 + exp(-tau (v - mu))). */
+static inline double wh_mcc_sigmoid(double v, double mu, double tau) {
+    return 1 / (1 + exp(-tau * (v - mu)));
+}
 
 /* Parameters, defaults from the paper's Table 2 at 500 dpi (distances scale
  * with dpi / 500). */

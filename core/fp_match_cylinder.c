@@ -143,16 +143,6 @@ static int in_grown_hull(point p, const point *hull, int nh, double omega) {
 
 /* ---- 2-3. one cylinder ------------------------------------------------------------ */
 
-/* Difference of two angles in [-pi, pi) (the paper's d_phi). */
-static double angle_diff(double a, double b) {
-    double d = a - b;
-    if (d < -PI || d >= PI) d -= 2 * PI * floor((d + PI) / (2 * PI));
-    return d;
-}
-
-/* The paper's psi: a sigmoid that saturates a cell's sum. */
-static double sigmoid(double v, double mu, double tau) { return 1 / (1 + exp(-tau * (v - mu))); }
-
 typedef struct {
     const wh_mcc_params *p;
     const wh_minutia *m;
@@ -179,9 +169,9 @@ static int build_cylinder(const cylinder_ctx *cx, int c, float *values, float *v
     for (int t = 0; t < cx->n; t++) {
         double dx = cx->m[t].x - mc->x, dy = cx->m[t].y - mc->y;
         if (t == c || dx * dx + dy * dy > reach * reach) continue;
-        double rel = angle_diff(mc->angle, cx->m[t].angle);
+        double rel = wh_angle_diff(mc->angle, cx->m[t].angle);
         for (int k = 0; k < nd; k++) {
-            double centre = -PI + (k + 0.5) * dd, x = angle_diff(centre, rel);
+            double centre = -PI + (k + 0.5) * dd, x = wh_angle_diff(centre, rel);
             cx->dir[nn * nd + k] = 0.5 * (erf((x + dd / 2) * erf_scale) - erf((x - dd / 2) * erf_scale));
         }
         cx->near[nn++] = t;
@@ -211,7 +201,7 @@ static int build_cylinder(const cylinder_ctx *cx, int c, float *values, float *v
             }
             double e = 0;
             for (int k = 0; k < nd; k++) {
-                val[k] = (float)sigmoid(sum[k], p->mu_psi, p->tau_psi);
+                val[k] = (float)wh_mcc_sigmoid(sum[k], p->mu_psi, p->tau_psi);
                 e += (double)val[k] * val[k];
             }
             energy[cell] = (float)e;
