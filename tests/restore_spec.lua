@@ -96,6 +96,15 @@ describe("whorl restore (command line)", function()
         end)
     end
 
+    it("turns a colour JPEG into a grey PNG of its size and keeps a 16-bit PGM 16-bit", function()
+        local fx = "tests/fixtures/image/"
+        restore.run({ "--quiet", "--model", model_path, fx .. "rgb.jpg", fx .. "grey16.pgm", "--out", dir .. "/fx" })
+        local jpg, png = whorl.image.info(fx .. "rgb.jpg"), whorl.image.info(dir .. "/fx/rgb.png")
+        assert.are.same({ jpg.height, jpg.width, "PNG", 1 }, { png.height, png.width, png.format, png.channels })
+        local pgm, out = whorl.image.info(fx .. "grey16.pgm"), whorl.image.info(dir .. "/fx/grey16.pgm")
+        assert.are.same({ pgm.height, pgm.width, "PNM", 16 }, { out.height, out.width, out.format, out.depth })
+    end)
+
     it("gives a restored print that differs from its input (the model ran)", function()
         restore.run({ "--quiet", "--model", model_path, dir .. "/in/a.bmp", "--out", dir .. "/one" })
         local a, b = whorl.image.read(dir .. "/in/a.bmp"), whorl.image.read(dir .. "/one/a.bmp")
@@ -122,6 +131,10 @@ describe("whorl restore (command line)", function()
         assert.is_false(ok)
         assert.matches("give --size N", err, 1, true)
         files.spit(run_dir .. "/config.json", cjson.encode({ size = 16, dpi = 500 }))
+        restore.run(argv)
+        assert.are.same({ 50, 70 }, whorl.image.read(dir .. "/u/a.bmp"):size())
+        -- prints scanned at 1000 dpi go through the model at its 500 dpi and come back at their size
+        table.insert(argv, 1, "--dpi=1000")
         restore.run(argv)
         assert.are.same({ 50, 70 }, whorl.image.read(dir .. "/u/a.bmp"):size())
         ok, err = pcall(restore.run, { "--quiet", "--model", model_path, "--size", "24", dir .. "/in/a.bmp",
