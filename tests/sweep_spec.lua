@@ -176,6 +176,12 @@ describe("whorl sweep (end to end)", function()
         assert.matches("2 runs: 0 to run with 2 workers", out, 1, true)
         assert.matches("skip  " .. runs[1].name .. ": already done", out, 1, true)
         assert.are.equal(before, files.slurp(dir .. "/" .. runs[1].name .. "/metrics.json"))
+        out, code = run(cmd .. " --dry-run")
+        assert.are.equal(0, code, out)
+        for _, r in ipairs(runs) do
+            assert.matches("whorl reconstruct " .. table.concat(sweep.flags(r.options), " ") .. " --out " .. dir ..
+                "/" .. r.name .. " --quiet  [done]", out, 1, true)
+        end
         shell.remove(dir)
     end)
 
