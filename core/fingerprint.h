@@ -87,7 +87,8 @@ wh_status wh_extract_batch(const float *images, int count, int height, int width
  * greedily by increasing cost distance/max_distance + angle/max_angle (the
  * usual scoring of extracted against ground-truth minutiae; types are not
  * compared, since pressure turns endings into bifurcations).  pairs holds
- * 2 * min(na, nb) ints: pairs[2k], pairs[2k+1]; *count receives how many. */
+ * 2 * min(na, nb) ints: pairs[2k], pairs[2k+1], in increasing a index;
+ * *count receives how many. */
 wh_status wh_minutiae_pair(const wh_minutia *a, int na, const wh_minutia *b, int nb,
                            double max_distance, double max_angle, int axial, int *pairs,
                            int *count);

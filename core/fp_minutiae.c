@@ -256,6 +256,7 @@ wh_status fp_find_minutiae(const fp_work *wk, wh_template *out) {
         m->y = (float)c[k].y;
         m->type = c[k].type;
         m->angle = (float)refine_angle(c[k].dir, wk->orient[i]);
+        if (!(m->angle < (float)(2 * M_PI))) m->angle = 0; /* 2 pi - tiny rounds up in float */
         double far = wk->dist[i] / (2 * border);
         m->quality = (float)(wk->coher[i] * (far < 1 ? far : 1));
     }

@@ -42,8 +42,9 @@ wh_status wh_minutiae_pair(const wh_minutia *a, int na, const wh_minutia *b, int
     if (!pairs) return wh_fail(WH_ERR_ARG, "fingerprint.pair: no output pairs");
     size_t cap = 64, n = 0;
     pair_candidate *c = malloc(sizeof *c * cap);
-    unsigned char *used = calloc((size_t)na + nb, 1);
-    if (!c || !used) goto oom;
+    unsigned char *used = calloc((size_t)nb, 1); /* b's taken */
+    int *partner = malloc(sizeof(int) * (size_t)na); /* a's partner in b, or -1 */
+    if (!c || !used || !partner) goto oom;
     for (int i = 0; i < na; i++)
         for (int j = 0; j < nb; j++) {
             double dx = a[i].x - b[j].x, dy = a[i].y - b[j].y, d = sqrt(dx * dx + dy * dy);
@@ -59,18 +60,25 @@ wh_status wh_minutiae_pair(const wh_minutia *a, int na, const wh_minutia *b, int
             c[n++] = (pair_candidate){(float)(d / max_distance + da / max_angle), i, j};
         }
     qsort(c, n, sizeof *c, by_cost);
+    for (int i = 0; i < na; i++) partner[i] = -1;
     for (size_t k = 0; k < n; k++) {
-        if (used[c[k].i] || used[na + c[k].j]) continue;
-        used[c[k].i] = used[na + c[k].j] = 1;
-        pairs[2 * *count] = c[k].i;
-        pairs[2 * *count + 1] = c[k].j;
-        (*count)++;
+        if (partner[c[k].i] >= 0 || used[c[k].j]) continue;
+        partner[c[k].i] = c[k].j;
+        used[c[k].j] = 1;
     }
+    for (int i = 0; i < na; i++) /* reported in the order of a */
+        if (partner[i] >= 0) {
+            pairs[2 * *count] = i;
+            pairs[2 * *count + 1] = partner[i];
+            (*count)++;
+        }
     free(c);
     free(used);
+    free(partner);
     return WH_OK;
 oom:
     free(c);
     free(used);
+    free(partner);
     return wh_fail(WH_ERR_MEMORY, "fingerprint.pair: out of memory pairing %d and %d minutiae", na, nb);
 }
