@@ -242,6 +242,37 @@ describe("plot.colormap", function()
     end)
 end)
 
+describe("plot.axis", function()
+    local function labels(axis)
+        local out = {}
+        for i, t in ipairs(axis.ticks) do out[i] = t.label end
+        return out
+    end
+
+    it("ticks at whole 1, 2, 5 x 10^k steps covering the data, one format per axis", function()
+        local a = plot.axis({ 0.18, 0.5, 1.1, 0 / 0 })
+        assert.are.same({ 0, 1.2 }, { a.lo, a.hi })
+        assert.are.same({ "0.0", "0.2", "0.4", "0.6", "0.8", "1.0", "1.2" }, labels(a))
+        assert.are.same({ "0", "2e5", "4e5", "6e5", "8e5" }, labels(plot.axis({ 1e5, 7e5 })))
+        assert.are.same({ "-10", "0", "10", "20", "30" }, labels(plot.axis({ -7, 25 })))
+    end)
+
+    it("steps by whole numbers for whole values (epochs) and widens a single value", function()
+        assert.are.same({ "1", "2", "3" }, labels(plot.axis({ 1, 2, 3 })))
+        local one = plot.axis({ 0.001 })
+        assert.is_true(one.lo < 0.001 and one.hi > 0.001 and #one.ticks >= 3)
+        assert.are.same({ 0, 1 }, { plot.axis({}).lo, plot.axis({}).hi })
+    end)
+
+    it("on a log scale: decades, with 2 and 5 in a short span; values <= 0 ignored", function()
+        local a = plot.axis({ 0.001, 0.5, 0, -1 }, { log = true })
+        assert.are.same({ -3, 0 }, { a.lo, a.hi })
+        assert.are.same({ "0.001", "0.01", "0.1", "1" }, labels(a))
+        assert.are.same({ "1", "2", "5", "10" }, labels(plot.axis({ 1.5, 9 }, { log = true })))
+        assert.are.same({ "1e-8", "1e-7", "1e-6" }, labels(plot.axis({ 2e-8, 5e-7 }, { log = true })))
+    end)
+end)
+
 describe("plot.pareto_front", function()
     local points = {
         { x = 1, y = 5 }, { x = 2, y = 4 }, { x = 3, y = 6 }, { x = 2, y = 2 },

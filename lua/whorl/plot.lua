@@ -13,6 +13,10 @@
 --   plot.pareto_front(points, {x=, y=}) -> sorted indices of the points no
 --       other point dominates (at least as good in both, better in one);
 --       points with a non-finite coordinate are never on it
+--   plot.axis(values [, {log=false}]) -> {lo=, hi=, log=, ticks = {{value=, label=}, ...}}
+--       the axis the figures draw for these values: whole 1, 2, 5 x 10^k
+--       steps (whole numbers when every value is one), log10 values and
+--       decades (plus 2 and 5 within a short span) when log
 --   plot.image_grid{path, rows = {{label=, images = {t, ...}, captions = {s, ...}}, ...},
 --                   cell = 96, title = nil}
 --       one row per entry, label at left, each image fitted into a cell x
@@ -119,26 +123,42 @@ local function data_range(values, log)
     if not lo then return nil end
     if log then lo, hi = math.log(lo, 10), math.log(hi, 10) end
     if hi - lo < 1e-12 * math.max(1, math.abs(hi)) then
-        local pad = log and 0.5 or math.max(math.abs(lo) * 0.1, 0.5)
+        local pad = (log or lo == 0) and 0.5 or math.abs(lo) * 0.1
         lo, hi = lo - pad, hi + pad
     end
+    if not is_finite(hi - lo) then return nil end -- beyond what a double axis can span
     return lo, hi
 end
 
--- The step among 1, 2, 5 x 10^k giving about `count` intervals over span.
+-- The step m x 10^e (m in 1, 2, 5) giving about `count` intervals over
+-- span, as {m, e}: ticks are computed from integers so that 6 x 0.2 is the
+-- double nearest 1.2, not 1.2000000000000002.
 local function nice_step(span, count)
     local raw = span / count
-    local mag = 10 ^ math.floor(math.log(raw, 10))
+    local e = math.floor(math.log(raw, 10))
     for _, m in ipairs({ 1, 2, 5 }) do
-        if raw <= m * mag * 1.0000001 then return m * mag end
+        if raw <= m * 10 ^ e * 1.0000001 then return m, e end
     end
-    return 10 * mag
+    return 1, e + 1
 end
 
-local function format_tick(v, step)
-    if v == 0 then return "0" end
-    local a = math.abs(v)
-    if a >= 1e5 or a < 1e-3 then return (string.format("%.3g", v):gsub("e%+?(%-?)0*(%d)", "e%1%2")) end
+-- n x m x 10^e, correctly rounded (a division by an exact power of ten).
+local function decimal(n, m, e)
+    if e >= 0 then return n * m * 10 ^ e end
+    return n * m / 10 ^ -e
+end
+
+-- "2.5e-5" rather than "2.5e-05".
+local function short_exponent(s) return (s:gsub("e%+?(%-?)0*(%d)", "e%1%2")) end
+
+-- The label of tick v on an axis of the given step: fixed decimals enough
+-- for the step, or (scientific = true) significant digits enough for it.
+local function format_tick(v, step, scientific)
+    if scientific then
+        if v == 0 then return "0" end
+        local digits = math.floor(math.log(math.abs(v), 10)) - math.floor(math.log(step, 10) + 1e-9) + 1
+        return short_exponent(string.format("%." .. math.max(1, math.min(15, digits)) .. "g", v))
+    end
     local decimals = math.max(0, -math.floor(math.log(step, 10) + 1e-9))
     return string.format("%." .. decimals .. "f", v)
 end
@@ -146,16 +166,18 @@ end
 -- A linear axis: range extended to whole steps, ticks at each step (whole
 -- numbers when every value is one, as epochs are).
 local function linear_axis(lo, hi, integers)
-    local step = nice_step(hi - lo, 5)
-    if integers then step = math.max(step, 1) end
-    lo, hi = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+    local m, e = nice_step(hi - lo, 5)
+    if integers and e < 0 then m, e = 1, 0 end
+    local step = decimal(1, m, e)
+    local first, last = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    -- one format for the whole axis: scientific for large values or tiny steps
+    local scientific = math.max(math.abs(lo), math.abs(hi)) >= 1e5 or step < 1e-4
     local ticks = {}
-    for k = 0, math.floor((hi - lo) / step + 0.5) do
-        local v = lo + k * step
-        if math.abs(v) < step * 1e-9 then v = 0 end
-        ticks[#ticks + 1] = { value = v, label = format_tick(v, step) }
+    for n = first, last do
+        local v = decimal(n, m, e)
+        ticks[#ticks + 1] = { value = v, label = format_tick(v, step, scientific) }
     end
-    return { lo = lo, hi = hi, ticks = ticks, log = false }
+    return { lo = decimal(first, m, e), hi = decimal(last, m, e), ticks = ticks, log = false }
 end
 
 -- The label of m x 10^e on a log axis: plain for moderate powers, else "2e-5".
@@ -195,6 +217,11 @@ local function make_axis(values, log)
     return log and log_axis(lo, hi) or linear_axis(lo, hi, all_integers(values))
 end
 
+function plot.axis(values, opts)
+    if type(values) ~= "table" then error("plot.axis: values must be a list of numbers", 2) end
+    return make_axis(values, type(opts) == "table" and opts.log or false)
+end
+
 -- The position of data value v along an axis mapped to pixels [p0, p1];
 -- nil where the value cannot be drawn (NaN, <= 0 on a log axis).
 local function position(axis, v, p0, p1)
@@ -203,7 +230,9 @@ local function position(axis, v, p0, p1)
         if v <= 0 then return nil end
         v = math.log(v, 10)
     end
-    return p0 + (v - axis.lo) / (axis.hi - axis.lo) * (p1 - p0)
+    local p = p0 + (v - axis.lo) / (axis.hi - axis.lo) * (p1 - p0)
+    if not (math.abs(p) < 1e5) then return nil end -- far off the canvas (an axis that could not span the data)
+    return p
 end
 
 -- ---- figure frame: title, axes, grid, ticks, labels -------------------------------------
