@@ -126,13 +126,14 @@ local accuracy = {name = "acc", fn = function(logits, labels)
 end}
 local steps = math.ceil(train_x:size(1) / args.batch_size) * args.epochs
 local lr = optim.schedules.cosine{initial_lr = args.lr, decay_steps = steps}
+local fit_start = whorl.clock()
 local history = whorl.fit{
     model = model, loss = loss, optimizer = optim.Adam(model, {lr = lr}),
     train = {x = train_x, y = whorl.tensor(train_labels)}, valid = {x = valid_x, y = whorl.tensor(valid_labels)},
     batch_size = args.batch_size, epochs = args.epochs, seed = args.seed, metrics = {accuracy},
     callbacks = {callbacks.CSVLogger(args.out .. "/history.csv"), callbacks.NaNGuard()},
 }
-local train_seconds = whorl.clock() - t0
+local train_seconds = whorl.clock() - fit_start
 whorl.save(model, args.out .. "/model.safetensors", {loss = loss, epoch = #history.loss})
 
 -- ---- accuracy and confusion on the held-out fingers ---------------------------------------
@@ -152,11 +153,9 @@ end
 print(("\nHeld-out fingers: %d prints%s, accuracy %.3f (always the commonest class: %.3f)")
     :format(#test_labels, args.test_damage and (", damaged (" .. args.test_damage .. ")") or "", acc,
         majority / #test_labels))
-print(("%-12s %s   recall"):format("true \\ pred", table.concat((function()
-    local h = {}
-    for i, c in ipairs(classes) do h[i] = ("%11s"):format(c) end
-    return h
-end)(), " ")))
+local header = {}
+for i, c in ipairs(classes) do header[i] = ("%11s"):format(c) end
+print(("%-12s %s   recall"):format("true \\ pred", table.concat(header, " ")))
 local csv = {"true\\predicted," .. table.concat(classes, ",")}
 for i = 1, K do
     local cells = {}
