@@ -102,6 +102,12 @@ local function check_opts(opts)
     return opts
 end
 
+-- t moved to the device of like (a model on a GPU), or t itself.
+local function on_device_of(like, t)
+    if t.device == like.device then return t end
+    return t:to(like.device)
+end
+
 -- ---- scores: per-image scores summed over the batch -------------------------------
 
 local function spatial_output(y, kind)
@@ -142,7 +148,7 @@ local function mask_score(y, mask)
         fail("mask %s does not fit the output %s (expected (H, W), (N, H, W) or (N, 1, H, W))",
             shape_str(mask), shape_str(y))
     end
-    m = m:to(y:dtype()):detach()
+    m = on_device_of(y, m:to(y:dtype()):detach())
     local weight = m:sum({ 2, 3, 4 })                        -- (N) or (1)
     if -((-weight):max():item()) <= 0 then
         fail("the mask is empty for some image: the masked mean is undefined")
@@ -181,7 +187,7 @@ local function class_score(y, class)
     local n, k = y:size(1), y:size(2)
     local onehot = whorl.zeros({ n, k }, y:dtype())
     for i, c in ipairs(list) do onehot:set(i, c, 1) end
-    return (y * onehot):sum(), list
+    return (y * on_device_of(y, onehot)):sum(), list
 end
 
 local function score_of(kind, y, x, opts)
@@ -273,7 +279,12 @@ function gradcam.compute(model, input, opts)
     end
     -- A leaf copy of the input that requires grad, so the activation does
     -- even for a frozen model; the caller's tensor is untouched.
-    x = x:detach():clone()
+    -- In the dtype and on the device of the model's weights.
+    local weight = model:parameters()[1]
+    x = x:detach()
+    if weight and x:dtype() ~= weight:dtype() then x = x:to(weight:dtype()) end
+    if weight then x = on_device_of(weight, x) end
+    x = x:clone()
     x.requires_grad = true
     local y, captured = forward_capturing(model, x, layers)
     if not whorl.is_tensor(y) then fail("the model's output is a %s, not a tensor", type(y)) end
@@ -305,7 +316,8 @@ function gradcam.compute(model, input, opts)
         local alpha = grad:mean({ 3, 4 }, true)                   -- (N, C, 1, 1)
         local cam = whorl.relu((alpha * a):sum(2, true))          -- (N, 1, h, w)
         cam = whorl.upsample(cam, { size = { H, W }, mode = "bilinear" })
-        return normalise(whorl.relu(cam):view(n, H, W)):float()
+        cam = normalise(whorl.relu(cam):view(n, H, W)):float()
+        return cam.device == "cpu" and cam or cam:to("cpu")
     end)
     return heat, {
         layer = chosen.name, score = type(kind) == "function" and "function" or kind,
