@@ -256,6 +256,8 @@ describe("gradcam on the fingerprint classifier", function()
         assert.are.same({ 3, 32, 32 }, heat:size())
         assert.is_true(min_of(heat) >= 0 and heat:max():item() <= 1)
         raises(function() gradcam.compute(model, images, { class = 6 }) end, "class 6 (image 1) is outside 1..5")
+        raises(function() gradcam.compute(model, images, { class = { 1, "whorl", 2 } }) end,
+            "class whorl (image 2) is outside 1..5")
         raises(function() gradcam.compute(model, images, { layer = "dense" }) end,
             "layer 'dense' is a Linear, not a conv layer (conv layers: conv2d, conv2d_1)")
     end)

@@ -69,7 +69,10 @@ local function find_layer(model, name)
     end
     local found
     for _, e in ipairs(model:named_modules()) do
-        if e[2] ~= model and e[2].name == name then found = e[2] end
+        if e[2] ~= model and e[2].name == name then
+            if found and found ~= e[2] then fail("two layers of %s are named '%s'", label(model), name) end
+            found = e[2]
+        end
     end
     if not found then fail("no layer named '%s' in %s (conv layers: %s)", name, label(model), list) end
     if not CONV_TYPES[found._type] then
@@ -173,7 +176,8 @@ local function classes_of(y, class)
         fail("class must be a class number (1-based) or a list of %d of them, got %s", n, type(class))
     end
     for i, c in ipairs(list) do
-        if math.type(c) ~= "integer" and not (type(c) == "number" and c == math.floor(c)) or c < 1 or c > k then
+        local whole = type(c) == "number" and c == math.floor(c)
+        if not whole or c < 1 or c > k then
             fail("class %s (image %d) is outside 1..%d (the model has %d outputs)", tostring(c), i, k, k)
         end
         list[i] = math.tointeger(c)
