@@ -25,11 +25,18 @@
 --                   the true damage mask as the third value (augment.damaged
 --                   with with_mask = true; whorl.synth.damage's mask); without
 --                   one (or with no model given) only the reconstruction counts.
+--   + content_weight (0) * the reconstruction loss of the content head alone
+--                   (model.last_content) over the whole image: the content
+--                   head then learns as a plain U-Net would, even where the
+--                   mask does not (yet) let it through; without it a mask
+--                   that starts near 0 starves the content of gradient.
 --   opts: model (the masked model whose last forward made pred), reconstruction,
---         mask_weight.
+--         mask_weight, content_weight.
 -- Options of the model: those of models/unet.lua except head and
 -- out_channels (depth 2, filters 16, kernel_size 3, batch_norm false,
--- channels 1, up "upsample", seed, name, dtype).  Registered as
+-- channels 1, up "upsample", seed, name, dtype), and mask_bias (0), the
+-- mask head's initial bias (-2: the model starts by passing its input
+-- through, m = 0.12).  Registered as
 -- "MaskedUNet" with module = "masked", so whorl.load rebuilds it.
 local whorl = require "whorl"
 local nn = require "whorl.nn"
@@ -44,7 +51,11 @@ local TRUNK = { depth = true, filters = true, kernel_size = true, batch_norm = t
 local function build(self, trunk_opts, o)
     self.trunk = UNet(trunk_opts)
     local f = self.trunk.features
-    self.mask_head = nn.Conv2d(f, 1, 1, { activation = "sigmoid", dtype = o.dtype })
+    -- the mask starts near sigmoid(mask_bias) everywhere: with a negative
+    -- bias the untrained model passes its input through (a damaged print
+    -- is a better first guess than the untrained content head's grey)
+    self.mask_head = nn.Conv2d(f, 1, 1, { activation = "sigmoid", dtype = o.dtype,
+        bias_initializer = { type = "constant", value = o.mask_bias or 0 } })
     self.content_head = nn.Conv2d(f, math.tointeger(o.channels) or 1, 1, { activation = "sigmoid", dtype = o.dtype })
 end
 
@@ -55,7 +66,7 @@ function Masked:__init(opts)
     for k, v in pairs(opts) do
         if TRUNK[k] then
             trunk_opts[k] = v
-        elseif k ~= "seed" and k ~= "name" then
+        elseif k ~= "seed" and k ~= "name" and k ~= "mask_bias" then
             error(string.format("masked: unknown option '%s'", tostring(k)), 2)
         end
     end
@@ -83,7 +94,7 @@ local M = setmetatable({ Masked = Masked }, {
 function M.loss(opts)
     opts = opts or {}
     for k in pairs(opts) do
-        if k ~= "model" and k ~= "reconstruction" and k ~= "mask_weight" then
+        if k ~= "model" and k ~= "reconstruction" and k ~= "mask_weight" and k ~= "content_weight" then
             error("masked.loss: unknown option '" .. tostring(k) .. "'", 2)
         end
     end
@@ -97,9 +108,13 @@ function M.loss(opts)
             tostring(rec_name), 2)
     end
     local bce = losses.BCE()
-    local model, mask_weight = opts.model, opts.mask_weight or 1
+    local model, mask_weight, content_weight = opts.model, opts.mask_weight or 1, opts.content_weight or 0
     return function(pred, target, weight)
         local loss = rec(pred, target)
+        if model and content_weight ~= 0 then
+            local c = rawget(model, "last_content")
+            if c then loss = loss + content_weight * rec(c, target) end
+        end
         if model and whorl.is_tensor(weight) and mask_weight ~= 0 then
             local m = rawget(model, "last_mask")
             if m then loss = loss + mask_weight * bce(m, weight) end

@@ -178,6 +178,8 @@ function M.model(o)
     local opts = { filters = o.filters, kernel_size = o.kernel_size, seed = o.seed }
     -- the seed autoencoders are Sequentials with an Input layer of a fixed size
     if o.model:match("^autoencoder") then opts.input_size = o.size end
+    -- the masked model starts by passing its input through (mask near 0.12)
+    if o.model == "masked" then opts.mask_bias = -2 end
     return require(o.model)(opts)
 end
 
@@ -187,7 +189,11 @@ function M.params(model)
     return n
 end
 
--- The reconstruction loss; the masked model adds the BCE of its mask.
+-- The reconstruction loss.  The masked model's adds the same loss of its
+-- content head alone (so the content learns everywhere, not only where the
+-- mask lets it through) and 0.1 x the BCE of its mask against the damage:
+-- with a weight of 1 the mask term, ten times the size of the others, held
+-- the trunk back (measured: 22.15 against 23.04 dB after 8 epochs).
 function M.loss(o, model)
     local rec = ({
         mse = function() return losses.MSE() end,
@@ -197,7 +203,8 @@ function M.loss(o, model)
         ["mse+ssim"] = function() return losses.Sum{ { 1, losses.MSE() }, { 1, losses.SSIM() } } end,
     })[o.loss]()
     if o.model == "masked" then
-        return require("masked").loss{ model = model, reconstruction = rec, mask_weight = 1 }
+        return require("masked").loss{ model = model, reconstruction = rec, mask_weight = 0.1,
+            content_weight = 1 }
     end
     return rec
 end

@@ -147,18 +147,29 @@ function M.samples(path, test, restored, mask)
     whorl.image.write(path, whorl.cat(strips, 1))
 end
 
--- gradcam.png: where the model looked to restore the damaged pixels of the
--- test print with the most damage (score "mask": its output inside the mask).
+-- gradcam.png: where the model looked to restore the damaged pixels
+-- (score "mask": its output inside the mask) of the test print with the
+-- most local damage (a mask over less than half the print; noise, blur and
+-- the like cover all of it, which would show nothing in particular).
 function M.gradcam(path, model, test)
     local gradcam, why = optional("whorl.gradcam", "compute", "figure")
     if not gradcam then return nil, why end
-    local n = test.mask:size()[1]
-    local counts = binary(test.mask):view(n, -1):sum(2):totable()
-    local k = 1
-    for i = 2, n do if counts[i] > counts[k] then k = i end end
+    local s = test.mask:size()
+    local counts = binary(test.mask):view(s[1], -1):sum(2):totable()
+    local k, half = 1, s[3] * s[4] / 2
+    local function better(i)
+        local local_i, local_k = counts[i] < half, counts[k] < half
+        if local_i ~= local_k then return local_i end
+        return counts[i] > counts[k]
+    end
+    for i = 2, s[1] do if better(i) then k = i end end
     local input = test.damaged:narrow(1, k, 1)
     local ok, err = pcall(function()
-        local heat = gradcam.compute(model, input, { score = "mask", mask = test.mask[k][1] })
+        -- the masked model's last convolutions are its 1-channel heads: look
+        -- at the trunk's last layer instead (the default for the others)
+        local layers = model.trunk and gradcam.conv_layers(model.trunk)
+        local heat = gradcam.compute(model, input, { score = "mask", mask = test.mask[k][1],
+            layer = layers and layers[#layers] or nil })
         gradcam.figure{ path = path, image = input[1][1], heat = heat[1],
             title = ("Grad-CAM of the restored damage, test print %d"):format(k) }
     end)
