@@ -146,7 +146,7 @@ describe("whorl reconstruct", function()
             { "--epochs 0", "%-%-epochs must be a positive integer" },
             { "--kernel-size 4", "%-%-kernel%-size must be odd" },
             { "--lr 0", "%-%-lr must be positive" },
-            { "--model resnet", "resnet" },
+            { "--model resnet", "'%-%-model' must be one of 'autoencoder224'" },
         }
         for _, c in ipairs(cases) do
             local out, code = reconstruct(c[1] .. " --out " .. dir .. "/x")
