@@ -198,17 +198,59 @@ for first = 1, #test_infos, 64 do
 end
 heats = whorl.cat(heats, 1)
 
-local near = {mass = 0, area = 0, count = 0}
+-- Own: each print's heat against its own cores and deltas.  Control: the
+-- same heat against the singular points of the next print with any, which
+-- keeps a preference for the middle of the finger but not for this print's
+-- pattern.
+local near = {mass = 0, area = 0, control = 0, count = 0}
 for i, info in ipairs(test_infos) do
+    local other
+    for k = 1, #test_infos - 1 do
+        local j = (i + k - 1) % #test_infos + 1
+        if #test_infos[j].singular > 0 then other = test_infos[j]; break end
+    end
     local mass, area = heat_near_singular(heats[i], info, args.radius * info.period)
-    if mass then
+    local control = other and heat_near_singular(heats[i], other, args.radius * other.period)
+    if mass and control then
         near.mass, near.area, near.count = near.mass + mass, near.area + area, near.count + 1
+        near.control = near.control + control
     end
 end
-if near.count > 0 then near.mass, near.area = near.mass / near.count, near.area / near.count end
+if near.count > 0 then
+    near.mass, near.area, near.control = near.mass / near.count, near.area / near.count, near.control / near.count
+end
 print(("\nGrad-CAM (layer %s): on average %.1f%% of the heat lies within %g ridge periods of a core or " ..
-    "delta, discs that cover %.1f%% of the image (%d prints with singular points)")
-    :format(cam_layer, 100 * near.mass, args.radius, 100 * near.area, near.count))
+    "delta, discs that cover %.1f%% of the image; %.1f%% near another print's (%d prints with singular points)")
+    :format(cam_layer, 100 * near.mass, args.radius, 100 * near.area, 100 * near.control, near.count))
+
+-- Loops (one core, one delta): how far the heat's centroid lies from the
+-- core towards the delta, in pixels along the core-delta line; 0 is
+-- centred on the core.  Control: the same towards the delta mirrored
+-- left-right about the core, which keeps the downward part (the heat may
+-- just sit low on the finger) but not the side the delta is on.
+local xs = whorl.arange(1, args.size + 1):view(1, args.size):expand(args.size, args.size):float()
+local ys = whorl.arange(1, args.size + 1):view(args.size, 1):expand(args.size, args.size):float()
+local shift = {delta = 0, mirrored = 0, core_to_delta = 0, count = 0}
+for i, info in ipairs(test_infos) do
+    local core, delta = nil, nil
+    for _, p in ipairs(info.singular) do
+        if p.type == "core" then core = p else delta = p end
+    end
+    local total = heats[i]:sum():item()
+    if #info.singular == 2 and core and delta and total > 0 then
+        local cx = (heats[i] * xs):sum():item() / total - core.x
+        local cy = (heats[i] * ys):sum():item() / total - core.y
+        local dx, dy = delta.x - core.x, delta.y - core.y
+        local length = math.sqrt(dx * dx + dy * dy)
+        shift.delta = shift.delta + (cx * dx + cy * dy) / length
+        shift.mirrored = shift.mirrored + (-cx * dx + cy * dy) / length
+        shift.core_to_delta, shift.count = shift.core_to_delta + length, shift.count + 1
+    end
+end
+for _, k in ipairs({"delta", "mirrored", "core_to_delta"}) do shift[k] = shift[k] / math.max(1, shift.count) end
+print(("Loops: the heat's centroid lies %.1f px from the core towards the delta, %.1f px towards the " ..
+    "delta mirrored left-right (core to delta: %.1f px; %d prints)")
+    :format(shift.delta, shift.mirrored, shift.core_to_delta, shift.count))
 
 -- gradcam.png: per class, two held-out prints of it with the heat of their
 -- predicted class over them; cores and deltas marked white.
@@ -251,7 +293,10 @@ local metrics = {
     test_damage = args.test_damage, train_damage = args.train_damage,
     train_images = train_x:size(1), classes = classes, confusion = confusion, recall = recall,
     gradcam = {layer = cam_layer, radius_periods = args.radius, heat_near_singular = near.mass,
-        area_near_singular = near.area, prints = near.count},
+        area_near_singular = near.area, heat_near_other_prints_singular = near.control, prints = near.count,
+        loop_heat_shift_to_delta_px = shift.delta, loop_heat_shift_to_mirrored_delta_px = shift.mirrored,
+        loop_core_to_delta_px = shift.core_to_delta,
+        loops = shift.count},
     epochs = #history.loss, final_loss = history.loss[#history.loss],
     final_val_loss = history.val_loss[#history.val_loss],
     params = model:count_params(), train_seconds = train_seconds, seconds = whorl.clock() - t0,
