@@ -10,8 +10,8 @@
 -- epoch) and test prints (--test-fingers): other fingers, one impression
 -- each, with the generator's natural class frequencies (left loop 34%, so
 -- always answering "left loop" scores about 0.34); --test-damage damages the
--- test prints.  The run folder gets model.safetensors, history.csv,
--- metrics.json (accuracy, per-class recall, confusion matrix, how much
+-- test prints.  The run folder gets model.safetensors, config.json,
+-- history.csv, loss.png, report.html, metrics.json (accuracy, per-class recall, confusion matrix, how much
 -- Grad-CAM heat lies near cores and deltas), confusion.csv and gradcam.png
 -- (per class, held-out prints with the heat of their predicted class).
 local argparse = require "argparse"
@@ -22,6 +22,7 @@ local optim = require "whorl.optim"
 local callbacks = require "whorl.callbacks"
 local gradcam = require "whorl.gradcam"
 local plot = require "whorl.plot"
+local report = require "whorl.report"
 local classifier = require "classifier"
 
 local parser = argparse("classify", "Classify fingerprint patterns (Henry classes) with a small CNN.")
@@ -302,5 +303,12 @@ local metrics = {
     params = model:count_params(), train_seconds = train_seconds, seconds = whorl.clock() - t0,
 }
 write_atomic(args.out .. "/metrics.json", cjson.encode(metrics) .. "\n")
-print(("\nRun folder: %s (model.safetensors, history.csv, metrics.json, confusion.csv, gradcam.png); %.0f s in all")
+-- config.json: every option, so whorl restore-style loaders (and
+-- experiments/gradcam.lua) know the size and dpi the model was trained at.
+local config = {model = "classifier", params = model:count_params(), whorl = whorl.version}
+for k, v in pairs(args) do config[k] = v end
+write_atomic(args.out .. "/config.json", cjson.encode(config) .. "\n")
+report.write_html(args.out, {title = "Fingerprint pattern classifier"})
+print(("\nRun folder: %s (model.safetensors, config.json, history.csv, metrics.json, confusion.csv, loss.png, " ..
+    "gradcam.png, report.html); %.0f s in all")
     :format(args.out, whorl.clock() - t0))

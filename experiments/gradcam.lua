@@ -27,7 +27,7 @@ parser:option("--score", "mean, region, mask (damage mask of synthetic prints) o
 parser:option("--region", "x,y,w,h: the output region for --score region (1-based pixels).")
 parser:option("--class", "Class for --score class: a number or a name (arch, ..., whorl); default the predicted one.")
 parser:option("--size", "Input size when the model does not fix it.", "64", tonumber)
-parser:option("--dpi", "Resolution of the synthetic prints.", "250", tonumber)
+parser:option("--dpi", "Resolution of the synthetic prints (default: the model's config.json, else 250).", nil, tonumber)
 parser:option("--count", "Synthetic prints when no image is given.", "4", tonumber)
 parser:option("--seed", "Seed of the synthetic prints (and of the tiny model).", "3", tonumber)
 parser:option("--out", "Output folder.", "out/gradcam")
@@ -39,9 +39,9 @@ local function die(fmt, ...)
 end
 
 -- A small autoencoder restoring damaged prints, trained for a few epochs.
-local function tiny_model(size)
+local function tiny_model(size, dpi)
     print("No --model: training a tiny restoration autoencoder on damaged synthetic prints...")
-    local clean = whorl.synth.batch{count = 64, size = size, dpi = args.dpi, seed = args.seed + 100, info = false}
+    local clean = whorl.synth.batch{count = 64, size = size, dpi = dpi, seed = args.seed + 100, info = false}
     local damaged = whorl.synth.damage(clean, "random", {level = "random", seed = args.seed})
     local model = require("autoencoder100"){input_size = size, filters = {8, 16}, seed = args.seed}
     whorl.fit{model = model, loss = nn.losses.MSE(), optimizer = optim.Adam(model),
@@ -49,13 +49,16 @@ local function tiny_model(size)
     return model
 end
 
-local model, size = nil, {args.size, args.size}
+local model, size, dpi = nil, {args.size, args.size}, args.dpi
 if args.model then
+    -- the size and dpi come from the model's input layer or its run's config.json
     local ok, loaded, info = pcall(require("whorl.cli.restore").load_model, args.model, nil)
     if not ok then die("%s", (tostring(loaded):gsub("^whorl restore: ", ""))) end
     model, size = loaded, info.size
+    dpi = dpi or info.dpi or 250
 else
-    model = tiny_model(args.size)
+    dpi = dpi or 250
+    model = tiny_model(args.size, dpi)
 end
 
 -- The inputs (N, 1, H, W), and the damage mask of synthetic ones.
@@ -69,7 +72,7 @@ if #args.images > 0 then
     end
     x = whorl.cat(list, 1)
 else
-    x = whorl.synth.batch{count = args.count, size = size, dpi = args.dpi, seed = args.seed, info = false}
+    x = whorl.synth.batch{count = args.count, size = size, dpi = dpi, seed = args.seed, info = false}
 end
 model:eval()
 local probe = whorl.no_grad(function() return (model(x:narrow(1, 1, 1))) end)
