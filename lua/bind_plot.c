@@ -251,14 +251,28 @@ static int l_clip(lua_State *L) {
 
 /* ---- text ---------------------------------------------------------------------------- */
 
-/* cairo's toy text API puts the context in an error state on invalid UTF-8. */
+/* cairo's toy text API puts the context in a permanent error state on a
+ * string it does not accept, so strings are checked first with its rule:
+ * well-formed UTF-8 (no overlong forms) of code points below U+110000 that
+ * are neither surrogates nor noncharacters (U+FDD0..U+FDEF, U+xFFFE/xFFFF). */
+static bool valid_code_point(uint32_t cp) {
+    return cp < 0x110000 && (cp & 0xFFFFF800u) != 0xD800 && (cp < 0xFDD0 || cp > 0xFDEF) &&
+           (cp & 0xFFFE) != 0xFFFE;
+}
+
 static bool valid_utf8(const unsigned char *s, size_t n) {
+    static const uint32_t min_for_len[5] = {0, 0, 0x80, 0x800, 0x10000};
     for (size_t i = 0; i < n;) {
         unsigned char b = s[i];
-        size_t len = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-        if (len == 0 || i + len > n || b == 0 || (len == 2 && b < 0xC2)) return false;
-        for (size_t k = 1; k < len; k++)
+        size_t len = b < 0x80 ? 1 : (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3
+                   : (b & 0xF8) == 0xF0 ? 4 : 0;
+        if (len == 0 || i + len > n || b == 0) return false;
+        uint32_t cp = len == 1 ? b : b & (0x7Fu >> len);
+        for (size_t k = 1; k < len; k++) {
             if ((s[i + k] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (s[i + k] & 0x3Fu);
+        }
+        if (cp < min_for_len[len] || !valid_code_point(cp)) return false;
         i += len;
     }
     return true;
@@ -269,8 +283,8 @@ static const char *check_text(lua_State *L, int idx, const char *op) {
     if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TNUMBER)
         luaL_error(L, "plot %s: text must be a string, got %s", op, luaL_typename(L, idx));
     const char *s = lua_tolstring(L, idx, &n);
-    if (strlen(s) != n || !valid_utf8((const unsigned char *)s, n))
-        luaL_error(L, "plot %s: text is not valid UTF-8 (or holds a NUL byte)", op);
+    if (!valid_utf8((const unsigned char *)s, n))
+        luaL_error(L, "plot %s: text is not valid UTF-8 (or holds a NUL byte or a noncharacter)", op);
     return s;
 }
 

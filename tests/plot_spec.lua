@@ -197,6 +197,9 @@ describe("plot.canvas", function()
             c:text(0, 0, "a", { align = "middle" })
         end)
         assert_error_with("UTF-8", function() c:text(0, 0, "a\255b") end)
+        assert_error_with("UTF-8", function() c:text(0, 0, "\xed\xa0\x80") end)   -- a surrogate
+        assert_error_with("UTF-8", function() c:text(0, 0, "\u{FFFF}") end)        -- cairo refuses these
+        assert.is_number(c:text(0, 5, "日本 ✓")) -- the canvas still works after a refused string
         assert_error_with("size", function() c:text(0, 0, "a", { size = -1 }) end)
         assert_error_with("got a tensor of size 2x3x4", function() c:image(whorl.rand(2, 3, 4), 0, 0) end)
         assert_error_with("row 1, column 2", function() c:image(whorl.tensor({ { 0, 0 / 0 } }), 0, 0) end)
