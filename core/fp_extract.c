@@ -70,11 +70,15 @@ static void write_fields(const fp_work *wk, const wh_extract_fields *f, int empt
 }
 
 static wh_status run_stages(fp_work *wk, const float *image, wh_template *out, const wh_extract_fields *f) {
-    if (!fp_segment(wk, image)) { /* blank or flat: no print, no minutiae */
+    int found = fp_normalise(wk, image);
+    if (found) WH_TRY(fp_orientation(wk));
+    if (found) found = fp_segment(wk);
+    if (found < 0) return wh_fail(WH_ERR_MEMORY, "fingerprint.extract: out of memory segmenting");
+    if (!found) { /* blank, flat or pure noise: no print, no minutiae */
+        memset(wk->mask, 0, sizeof(float) * (size_t)wk->h * wk->w);
         if (f) write_fields(wk, f, 1);
         return WH_OK;
     }
-    WH_TRY(fp_orientation(wk));
     WH_TRY(fp_frequency(wk));
     WH_TRY(fp_enhance(wk));
     WH_TRY(fp_thin(wk));

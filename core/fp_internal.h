@@ -4,6 +4,7 @@
  *
  *   fp_segment.c      normalisation, foreground mask, distance to its edge
  *   fp_orientation.c  orientation field from smoothed gradient tensors
+ *   (normalisation, then orientation, then the mask, which uses coherence)
  *   fp_frequency.c    local ridge frequency from oriented x-signatures
  *   fp_enhance.c      oriented Gabor filtering and binarisation
  *   fp_thin.c         thinning to an 8-connected one-pixel skeleton
@@ -41,11 +42,13 @@ double fp_max_period(const fp_work *wk);
  * Returns WH_ERR_MEMORY on allocation failure. */
 wh_status fp_box_blur(float *a, int h, int w, int r, float *tmp);
 
-/* norm and mask and dist; returns 0 when the image has no foreground at all
- * (blank or flat), 1 otherwise. */
-int fp_segment(fp_work *wk, const float *image);
+/* norm from the image; returns 0 when it is flat (blank), 1 otherwise. */
+int fp_normalise(fp_work *wk, const float *image);
 /* orient and coher from norm. */
 wh_status fp_orientation(fp_work *wk);
+/* mask and dist from norm and coher; returns 0 when nothing is foreground,
+ * 1 otherwise, -1 when out of memory. */
+int fp_segment(fp_work *wk);
 /* period from norm, orient, mask. */
 wh_status fp_frequency(fp_work *wk);
 /* enh and ridge from norm, orient, period, mask. */

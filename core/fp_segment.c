@@ -1,7 +1,10 @@
 /* Normalisation and foreground segmentation (Hong, Wan and Jain 1998, 2.1;
- * Mehtre 1993 for block variance): the image is brought to zero mean and
- * unit variance with ridges positive; a block is foreground when its
- * variance is high enough, the block map is cleaned by a morphological
+ * Mehtre 1993 for block variance; Bazen and Gerez 2001 for coherence): the
+ * image is brought to zero mean and unit variance with ridges positive; a
+ * block is foreground when the variance of the image, smoothed over 3x3
+ * pixels so that pixel noise does not count, is high enough and its ridge
+ * orientation is coherent (noise has high variance but no direction); the
+ * block map is cleaned by a morphological
  * closing and opening, only its largest connected part is kept (holes
  * filled), and the pixel mask is the block map interpolated bilinearly.
  * A chamfer distance to the mask's edge (and the image's) tells how far a
@@ -15,10 +18,13 @@
 /* Below this standard deviation (image units, [0, 1]) nothing is a print:
  * a flat or blank image yields an empty mask. */
 #define FLAT_STD 0.01
+/* Least mean coherence of a foreground block: ridges give 0.5 to 0.95,
+ * noise about 0.1. */
+#define MIN_COHERENCE 0.3
 
 /* (mean - image) / std into norm, so ridges (dark) are positive; returns
  * the image's standard deviation. */
-static double normalise(const float *image, int h, int w, float *norm) {
+static double normalise_image(const float *image, int h, int w, float *norm) {
     size_t n = (size_t)h * w;
     double s = 0, s2 = 0;
     for (size_t i = 0; i < n; i++) s += image[i];
@@ -142,32 +148,38 @@ static void distance(const float *mask, int h, int w, float *d) {
     for (size_t i = 0; i < (size_t)h * w; i++) d[i] /= 3.0f;
 }
 
-int fp_segment(fp_work *wk, const float *image) {
+int fp_normalise(fp_work *wk, const float *image) {
+    return normalise_image(image, wk->h, wk->w, wk->norm) >= FLAT_STD;
+}
+
+int fp_segment(fp_work *wk) {
     int h = wk->h, w = wk->w, b = wk->p.block;
     size_t n = (size_t)h * w;
-    double sd = normalise(image, h, w, wk->norm);
     memset(wk->mask, 0, n * sizeof(float));
     memset(wk->dist, 0, n * sizeof(float));
-    if (sd < FLAT_STD) return 0;
     int nby = (h + b - 1) / b, nbx = (w + b - 1) / b, nb = nby * nbx;
-    /* block maps live in the scratch area: bytes, labels and a stack */
-    unsigned char *bm = (unsigned char *)wk->tmp, *bt = bm + nb;
-    int *label = (int *)(wk->tmp + (size_t)(2 * nb + 3) / 4 + 1), *stack = label + nb;
+    /* the smoothed image in tmp, the block maps after it: bytes, labels, a stack */
+    float *smooth = wk->tmp;
+    memcpy(smooth, wk->norm, n * sizeof(float));
+    if (fp_box_blur(smooth, h, w, 1, wk->tmp + n) != WH_OK) return -1;
+    unsigned char *bm = (unsigned char *)(wk->tmp + n), *bt = bm + nb;
+    int *label = (int *)(wk->tmp + n + (size_t)(2 * nb + 3) / 4 + 1), *stack = label + nb;
     int any = 0;
     for (int by = 0; by < nby; by++)
         for (int bx = 0; bx < nbx; bx++) {
             int y1 = by * b + b > h ? h : by * b + b, x1 = bx * b + b > w ? w : bx * b + b;
-            double s = 0, s2 = 0;
+            double s = 0, s2 = 0, coh = 0;
             int cnt = 0;
             for (int y = by * b; y < y1; y++)
                 for (int x = bx * b; x < x1; x++) {
-                    double v = wk->norm[(size_t)y * w + x];
+                    double v = smooth[(size_t)y * w + x];
                     s += v;
                     s2 += v * v;
+                    coh += wk->coher[(size_t)y * w + x];
                     cnt++;
                 }
             double var = s2 / cnt - (s / cnt) * (s / cnt);
-            bm[by * nbx + bx] = var > wk->p.variance_threshold;
+            bm[by * nbx + bx] = var > wk->p.variance_threshold && coh / cnt > MIN_COHERENCE;
             any |= bm[by * nbx + bx];
         }
     if (!any) return 0;
