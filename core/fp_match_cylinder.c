@@ -100,7 +100,9 @@ static double cross(point o, point a, point b) {
 }
 
 /* Andrew's monotone chain: pts (n, sorted in place) -> hull (counter-clockwise
- * in x-right/y-up terms, no repeated end point); returns its size. */
+ * in x-right/y-up terms, no repeated end point); returns its size.  hull
+ * needs 2n slots: while the upper chain is built the stack holds the whole
+ * lower chain plus the upper candidates. */
 static int convex_hull(point *pts, int n, point *hull) {
     qsort(pts, (size_t)n, sizeof *pts, by_xy);
     if (n < 3) {
@@ -283,7 +285,7 @@ wh_status wh_mcc_build(const wh_template *t, const wh_mcc_params *p, wh_mcc_temp
     out->disc_cells = count_disc_cells(p);
     int n = t->count;
     WH_TRY(alloc_template(out, n));
-    point *pts = malloc((size_t)(n > 0 ? n : 1) * 2 * sizeof(point));
+    point *pts = malloc((size_t)(n > 0 ? n : 1) * 3 * sizeof(point)); /* n points, 2n hull */
     double *dir = malloc((size_t)(n > 0 ? n : 1) * p->nd * sizeof(double));
     int *near = malloc((size_t)(n > 0 ? n : 1) * sizeof(int));
     if (!pts || !dir || !near) {
