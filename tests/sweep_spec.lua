@@ -98,7 +98,10 @@ describe("whorl.sweep results", function()
         -- runs 1 and 3 finished, run 2 failed, run 4 never ran
         os.execute(string.format("mkdir -p '%s/%s' '%s/%s' '%s/%s'", dir, runs[1].name, dir, runs[2].name, dir, runs[3].name))
         files.spit(dir .. "/" .. runs[1].name .. "/metrics.json", metrics(20.5, 1000, 12.5))
-        files.spit(dir .. "/" .. runs[3].name .. "/metrics.json", metrics(22.25, 4000, 30))
+        local with_identity = cjson.decode(metrics(22.25, 4000, 30))
+        with_identity.identity = { eer = { damaged = 0.5, restored = 0.25 },
+            minutiae = { restored = { precision = 0.75, recall = 0.625 } } }
+        files.spit(dir .. "/" .. runs[3].name .. "/metrics.json", cjson.encode(with_identity))
         files.spit(dir .. "/" .. runs[2].name .. "/exit_code", "1\n")
         files.spit(dir .. "/" .. runs[2].name .. "/failed.json",
             cjson.encode({ exit_code = 1, log_tail = "loading\nreconstruct: --filters: not a number: x" }))
@@ -118,8 +121,9 @@ describe("whorl.sweep results", function()
             if line:match("^| %d") then table_lines[#table_lines + 1] = line end
         end
         assert.are.same({
-            "| 1 | `" .. runs[3].name .. "` | 16 | 4000 | 30.0 | 22.25 | 0.800 | 19.25 | 0.600 |",
-            "| 2 | `" .. runs[1].name .. "` | 4 | 1000 | 12.5 | 20.50 | 0.800 | 17.50 | 0.600 |" }, table_lines)
+            "| 1 | `" .. runs[3].name .. "` | 16 | 4000 | 30.0 | 22.25 | 0.800 | 19.25 | 0.600 | 0.250 |",
+            "| 2 | `" .. runs[1].name .. "` | 4 | 1000 | 12.5 | 20.50 | 0.800 | 17.50 | 0.600 | - |" }, table_lines)
+        assert.truthy(md:find("PSNR whole 13.00 dB, region 7.00 dB, EER 0.500.", 1, true), md)
         assert.truthy(md:find("- `" .. runs[2].name .. "`: failed (exit 1): reconstruct: --filters: not a number: x", 1, true))
         assert.truthy(md:find("- `" .. runs[4].name .. "`: not run", 1, true))
 
@@ -128,8 +132,10 @@ describe("whorl.sweep results", function()
         for line in csv:gmatch("[^\n]+") do lines[#lines + 1] = line end
         assert.are.equal(5, #lines)
         assert.are.equal("name,status,epochs,filters,params,train_seconds,psnr,ssim,region_psnr,region_ssim," ..
-            "damaged_psnr,damaged_region_psnr,exit_code,error", lines[1])
-        assert.are.equal(runs[3].name .. ",done,1,16,4000,30,22.25,0.8,19.25,0.6,13,7,,", lines[2])
+            "damaged_psnr,damaged_region_psnr,eer,damaged_eer,minutiae_precision,minutiae_recall,exit_code,error",
+            lines[1])
+        assert.are.equal(runs[3].name .. ",done,1,16,4000,30,22.25,0.8,19.25,0.6,13,7,0.25,0.5,0.75,0.625,,", lines[2])
+        assert.are.equal(runs[1].name .. ",done,1,4,1000,12.5,20.5,0.8,17.5,0.6,13,7,,,,,,", lines[3])
 
         local written = sweep.write_results(dir, rows, keys)
         assert.is_true(exists(dir .. "/results.csv") and exists(dir .. "/results.md"))

@@ -2,7 +2,7 @@
 -- U-Net: 8 draws, reproducible from the seed (--samples/--seed override).
 --   bin/whorl sweep experiments/sweeps/optimizer.lua --out out/sweep-optimizer --workers 2
 return {
-    base = { model = "masked", size = 64, fingers = 40, impressions = 4, test_fingers = 10, epochs = 6,
+    base = { model = "masked", size = 64, fingers = 100, impressions = 4, test_fingers = 20, epochs = 8,
         filters = { 16, 32 }, seed = 13 },
     random = {
         samples = 8, seed = 1,

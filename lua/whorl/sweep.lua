@@ -504,6 +504,10 @@ function M.collect(out, runs)
                 row.region_ssim = dig(m, "region", "restored", "ssim")
                 row.damaged_psnr = dig(m, "whole", "damaged", "psnr")
                 row.damaged_region_psnr = dig(m, "region", "damaged", "psnr")
+                -- identity, when the job could measure it (whorl.fingerprint)
+                row.eer, row.damaged_eer = dig(m, "identity", "eer", "restored"), dig(m, "identity", "eer", "damaged")
+                row.minutiae_precision = dig(m, "identity", "minutiae", "restored", "precision")
+                row.minutiae_recall = dig(m, "identity", "minutiae", "restored", "recall")
             else
                 row.status, row.error = "failed", "metrics.json is not valid JSON"
             end
@@ -525,7 +529,8 @@ function M.collect(out, runs)
 end
 
 local METRIC_COLUMNS = { "params", "train_seconds", "psnr", "ssim", "region_psnr", "region_ssim",
-    "damaged_psnr", "damaged_region_psnr", "exit_code" }
+    "damaged_psnr", "damaged_region_psnr", "eer", "damaged_eer", "minutiae_precision", "minutiae_recall",
+    "exit_code" }
 
 local function csv_field(v)
     v = v == nil and "" or flag_value(v)
@@ -562,14 +567,18 @@ end
 -- results.md: a table of the runs, best whole-image PSNR first; `keys`
 -- are the option columns shown (the ones the sweep varies).
 function M.markdown(rows, keys, title)
+    local with_eer = false -- the identity column, when any run measured it
+    for _, r in ipairs(rows) do with_eer = with_eer or r.eer ~= nil end
     local head = { "#", "run" }
     for _, k in ipairs(keys) do head[#head + 1] = k end
     for _, h in ipairs({ "params", "train s", "PSNR whole", "SSIM whole", "PSNR region", "SSIM region" }) do
         head[#head + 1] = h
     end
+    if with_eer then head[#head + 1] = "EER" end
     local out = { "# " .. (title or "Sweep results"), "",
         "Restored test prints against their clean originals: whole image and damaged region only " ..
-        "(PSNR in dB).", "", "| " .. table.concat(head, " | ") .. " |",
+        "(PSNR in dB)" .. (with_eer and "; EER: equal error rate of matching the restored prints " ..
+        "(whorl.fingerprint), lower is better" or "") .. ".", "", "| " .. table.concat(head, " | ") .. " |",
         "|" .. string.rep("---|", #head) }
     local done, base = 0, nil
     for _, r in ipairs(rows) do
@@ -578,18 +587,19 @@ function M.markdown(rows, keys, title)
             base = base or (r.damaged_psnr and r)
             local cells = { tostring(done), "`" .. r.name .. "`" }
             for _, k in ipairs(keys) do cells[#cells + 1] = md_cell(r.options[k]) end
-            for _, c in ipairs({ fmt("%d", r.params and math.tointeger(r.params) or r.params),
-                fmt("%.1f", r.train_seconds), fmt("%.2f", r.psnr), fmt("%.3f", r.ssim),
-                fmt("%.2f", r.region_psnr), fmt("%.3f", r.region_ssim) }) do
+            for _, c in ipairs({ fmt("%.0f", r.params), fmt("%.1f", r.train_seconds), fmt("%.2f", r.psnr),
+                fmt("%.3f", r.ssim), fmt("%.2f", r.region_psnr), fmt("%.3f", r.region_ssim) }) do
                 cells[#cells + 1] = c
             end
+            if with_eer then cells[#cells + 1] = fmt("%.3f", r.eer) end
             out[#out + 1] = "| " .. table.concat(cells, " | ") .. " |"
         end
     end
     if base then
         out[#out + 1] = ""
         out[#out + 1] = string.format("Damaged inputs (no restoration), first run's test set: PSNR whole " ..
-            "%s dB, region %s dB.", fmt("%.2f", base.damaged_psnr), fmt("%.2f", base.damaged_region_psnr))
+            "%s dB, region %s dB%s.", fmt("%.2f", base.damaged_psnr), fmt("%.2f", base.damaged_region_psnr),
+            base.damaged_eer and ", EER " .. fmt("%.3f", base.damaged_eer) or "")
     end
     local others = {}
     for _, r in ipairs(rows) do
