@@ -95,7 +95,9 @@ static bool opt_bool(lua_State *L, int idx, const char *op, const char *what, bo
 /* A cairo context in an error state ignores everything after; make it loud. */
 static void check_cairo(lua_State *L, canvas *c, const char *op) {
     cairo_status_t st = cairo_status(c->cr);
-    if (st != CAIRO_STATUS_SUCCESS) luaL_error(L, "plot %s: cairo: %s", op, cairo_status_to_string(st));
+    if (st != CAIRO_STATUS_SUCCESS)
+        luaL_error(L, "plot %s: cairo: %s (the canvas cannot draw any more)", op,
+                   cairo_status_to_string(st));
 }
 
 /* ---- canvas life ------------------------------------------------------------------- */
