@@ -9,7 +9,7 @@
 -- masked U-Net (models/masked.lua), which learns where the damage is and
 -- replaces only those pixels.  --data DIR trains on real prints instead.
 -- The run folder gets config.json, history.csv, model.safetensors,
--- metrics.json, loss.png, samples.png, gradcam.png and report.html.
+-- metrics.json, loss.png, samples.png, gradcam.png, minutiae.png and report.html.
 local whorl = require "whorl"
 local nn = require "whorl.nn"
 local callbacks = require "whorl.callbacks"
@@ -64,8 +64,11 @@ outputs.print_scores(metrics, sets.test.about)
 
 -- 5. Figures and the report.
 outputs.samples(o.out .. "/samples.png", sets.test, restored, mask)
-local ok, err = outputs.gradcam(o.out .. "/gradcam.png", model, sets.test)
+local k = outputs.showcase(sets.test)
+local ok, err = outputs.gradcam(o.out .. "/gradcam.png", model, sets.test, k)
 if not ok then print("Grad-CAM: skipped (" .. err .. ")") end
+ok, err = outputs.minutiae(o.out .. "/minutiae.png", sets.test, restored, o.dpi, k)
+if not ok then print("Minutiae figure: skipped (" .. err .. ")") end
 metrics.seconds = whorl.clock() - t0
 job.write_json(o.out .. "/metrics.json", metrics)
 ok, err = outputs.report(o.out, ("whorl reconstruct: %s, %d epochs"):format(o.model, metrics.epochs))

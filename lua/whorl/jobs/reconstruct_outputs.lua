@@ -6,7 +6,9 @@
 --   local metrics = out.scores(test, restored)                -- whole image and damaged region
 --   metrics.identity = out.identity(test, restored, dpi)      -- fp.evaluate, when whorl.fingerprint has it
 --   out.samples(dir .. "/samples.png", test, restored, mask)
---   out.gradcam(dir .. "/gradcam.png", model, test)
+--   local k = out.showcase(test)                              -- the print with the most local damage
+--   out.gradcam(dir .. "/gradcam.png", model, test, k)
+--   out.minutiae(dir .. "/minutiae.png", test, restored, dpi, k)
 --   out.report(dir, title)                                    -- loss.png, report.html
 -- The figures need whorl.plot, whorl.gradcam and whorl.report; a piece
 -- that is missing is skipped with a note (samples.png then falls back to a
@@ -147,13 +149,10 @@ function M.samples(path, test, restored, mask)
     whorl.image.write(path, whorl.cat(strips, 1))
 end
 
--- gradcam.png: where the model looked to restore the damaged pixels
--- (score "mask": its output inside the mask) of the test print with the
--- most local damage (a mask over less than half the print; noise, blur and
--- the like cover all of it, which would show nothing in particular).
-function M.gradcam(path, model, test)
-    local gradcam, why = optional("whorl.gradcam", "compute", "figure")
-    if not gradcam then return nil, why end
+-- The test print with the most local damage (a mask over less than half
+-- the print: noise, blur and the like cover all of it, which would show
+-- nothing in particular), for the figures of one print.
+function M.showcase(test)
     local s = test.mask:size()
     local counts = binary(test.mask):view(s[1], -1):sum(2):totable()
     local k, half = 1, s[3] * s[4] / 2
@@ -163,6 +162,14 @@ function M.gradcam(path, model, test)
         return counts[i] > counts[k]
     end
     for i = 2, s[1] do if better(i) then k = i end end
+    return k
+end
+
+-- gradcam.png: where the model looked to restore the damaged pixels of
+-- test print k (score "mask": its output inside the mask).
+function M.gradcam(path, model, test, k)
+    local gradcam, why = optional("whorl.gradcam", "compute", "figure")
+    if not gradcam then return nil, why end
     local input = test.damaged:narrow(1, k, 1)
     local ok, err = pcall(function()
         -- the masked model's last convolutions are its 1-channel heads: look
@@ -177,12 +184,34 @@ function M.gradcam(path, model, test)
     return true
 end
 
+-- minutiae.png: the minutiae of test print k, clean against restored, with
+-- the pairs the matcher found (and the damaged print's score in the title).
+function M.minutiae(path, test, restored, dpi, k)
+    local fp, why = optional("whorl.fingerprint", "extract", "match", "draw_pairs")
+    if not fp then return nil, why end
+    local ok, err = pcall(function()
+        local clean, damaged, out = test.clean[k][1], test.damaged[k][1], restored[k][1]
+        local tc = fp.extract(clean, { dpi = dpi })
+        local td, tr = fp.extract(damaged, { dpi = dpi }), fp.extract(out, { dpi = dpi })
+        local score_d = fp.match(tc, td, { dpi = dpi })
+        local score_r, pairs = fp.match(tc, tr, { dpi = dpi })
+        fp.draw_pairs{ path = path, image_a = clean, image_b = out, template_a = tc, template_b = tr,
+            pairs = pairs, title = ("test print %d, clean vs restored: score %.3f, %d pairs (damaged: %.3f)")
+                :format(k, score_r, #pairs, score_d) }
+    end)
+    if not ok then return nil, "minutiae figure failed: " .. tostring(err) end
+    return true
+end
+
 -- loss.png and report.html (whorl.report), last, once every file is there.
 function M.report(dir, title)
     local report, why = optional("whorl.report", "loss_png", "write_html")
     if not report then return nil, why end
-    report.loss_png(dir .. "/history.csv", dir .. "/loss.png")
-    report.write_html(dir, { title = title })
+    local ok, err = pcall(function()
+        report.loss_png(dir .. "/history.csv", dir .. "/loss.png")
+        report.write_html(dir, { title = title })
+    end)
+    if not ok then return nil, "whorl.report failed: " .. tostring(err) end
     return true
 end
 
@@ -202,7 +231,7 @@ function M.print_scores(metrics, about)
     local id = metrics.identity
     if id then
         print(("\nIdentity (%d genuine pairs, %d impostor pairs; minutiae matching, %.0f s):")
-            :format(id.genuine.count or 0, id.impostor.count or 0, id.seconds or 0))
+            :format(id.genuine.restored.count or 0, id.impostor.count or 0, id.seconds or 0))
         print(("%-9s %14s %12s %12s %8s %18s"):format("prints", "genuine score", "GMR@FMR1%",
             "GMR@FMR0.1%", "EER", "minutiae P / R"))
         for _, which in ipairs({ "damaged", "restored" }) do
