@@ -634,8 +634,9 @@ function M.points(rows, xkey)
     return points
 end
 
--- results.csv, results.md and, when runs are done, pareto.png (parameters vs PSNR) and pareto_time.png (training time vs
--- PSNR).  Returns the paths written.
+-- results.csv, results.md and, when the finished runs differ in parameters
+-- (training time), pareto.png (pareto_time.png): PSNR against it, the
+-- Pareto front marked.  Returns the paths written.
 function M.write_results(out, rows, keys, title)
     write_atomically(out .. "/results.csv", M.csv(rows))
     write_atomically(out .. "/results.md", M.markdown(rows, keys, title))
@@ -644,11 +645,15 @@ function M.write_results(out, rows, keys, title)
     for _, fig in ipairs({ { "params", "pareto.png", "parameters", true },
         { "train_seconds", "pareto_time.png", "training time (s)", false } }) do
         local points = M.points(rows, fig[1])
-        if #points > 0 then
+        local spread = false -- one x for every run (a sweep that keeps the model) says nothing
+        for _, pt in ipairs(points) do spread = spread or pt.x ~= points[1].x end
+        if spread then
             plot.scatter{ path = out .. "/" .. fig[2], title = "Sweep: restored PSNR against " .. fig[3],
                 xlabel = fig[3], ylabel = "PSNR, whole image (dB)", points = points, logx = fig[4],
                 pareto = { x = "min", y = "max" } }
             written[#written + 1] = out .. "/" .. fig[2]
+        else
+            os.remove(out .. "/" .. fig[2]) -- not one left from an earlier call
         end
     end
     return written
