@@ -9,9 +9,9 @@
 -- 16-bit TIFF or PGM stays 16-bit.  JPEG, which whorl cannot write, becomes
 -- PNG (name.jpg -> name.png).
 --
--- The model works on tiles of its training size: config.json beside the
--- checkpoint (written by `whorl reconstruct`) gives it, else the model's
--- input layer, else --size.
+-- The model works on tiles of its training size: --size, else config.json
+-- beside the checkpoint (written by `whorl reconstruct`), else the model's
+-- input layer.
 --   tile    (default) the image is cut into overlapping tiles of that size,
 --           each restored, and put back with a raised-cosine (Tukey) weight
 --           over the overlaps, so large images keep their resolution and
@@ -268,7 +268,8 @@ function M.run(argv)
     parser:option("--out", "Output folder (created when missing)."):args(1)
     parser:option("--mode", "tile: overlapping tiles at full resolution; resize: the whole image at the model's size.",
         "tile"):choices({ "tile", "resize" })
-    parser:option("--size", "Tile / input size when config.json does not give it.", nil, tonumber)
+    parser:option("--size", "Tile / input size (default: config.json beside the model, else its input layer).",
+        nil, tonumber)
     parser:option("--overlap", "Pixels shared by neighbouring tiles (default: a quarter of the tile).", nil, tonumber)
     parser:option("--batch-size", "Tiles per forward pass.", "16", tonumber)
     parser:option("--dpi", "Resolution of the input images (resampled to the training dpi when config.json gives one).",
