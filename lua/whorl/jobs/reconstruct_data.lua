@@ -31,11 +31,13 @@ M.DIFF_THRESHOLD = 0.05
 
 local function fail(fmt, ...) error("reconstruct: " .. string.format(fmt, ...), 0) end
 
-local function rows(t, idx)
+-- Rows idx (a list of indices along the first dimension) of t, as one tensor.
+function M.rows(t, idx)
     local parts = {}
     for i, k in ipairs(idx) do parts[i] = t:narrow(1, k, 1) end
     return whorl.cat(parts, 1)
 end
+local rows = M.rows
 
 -- The damaged pixels of a pair, 1 where |damaged - clean| > DIFF_THRESHOLD.
 function M.difference_mask(damaged, clean)

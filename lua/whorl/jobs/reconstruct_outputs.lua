@@ -14,6 +14,7 @@
 -- that is missing is skipped with a note (samples.png then falls back to a
 -- plain image grid), so the job runs with whatever this build has.
 local whorl = require "whorl"
+local rows = require("whorl.jobs.reconstruct_data").rows
 
 local M = {}
 
@@ -64,11 +65,6 @@ local function damaged_rows(mask)
     return idx
 end
 
-local function rows(t, idx)
-    local parts = {}
-    for i, k in ipairs(idx) do parts[i] = t:narrow(1, k, 1) end
-    return whorl.cat(parts, 1)
-end
 
 -- whorl.metrics.compare over the whole image (every test print) and over
 -- the damaged region (the prints that have one).
