@@ -15,6 +15,8 @@
 
 #include "fp_internal.h"
 
+static inline float min2(float a, float b) { return a < b ? a : b; }
+
 /* Below this standard deviation (image units, [0, 1]) nothing is a print:
  * a flat or blank image yields an empty mask. */
 #define FLAT_STD 0.01
@@ -126,10 +128,10 @@ static void distance(const float *mask, int h, int w, float *d) {
             float v = big;
             float up = y > 0 ? d[i - w] : 0, left = x > 0 ? d[i - 1] : 0;
             float ul = y > 0 && x > 0 ? d[i - w - 1] : 0, ur = y > 0 && x < w - 1 ? d[i - w + 1] : 0;
-            v = fminf(v, up + 3);
-            v = fminf(v, left + 3);
-            v = fminf(v, ul + 4);
-            v = fminf(v, ur + 4);
+            v = min2(v, up + 3);
+            v = min2(v, left + 3);
+            v = min2(v, ul + 4);
+            v = min2(v, ur + 4);
             d[i] = v;
         }
     for (int y = h - 1; y >= 0; y--)
@@ -139,10 +141,10 @@ static void distance(const float *mask, int h, int w, float *d) {
             float dn = y < h - 1 ? d[i + w] : 0, r = x < w - 1 ? d[i + 1] : 0;
             float dr = y < h - 1 && x < w - 1 ? d[i + w + 1] : 0, dl = y < h - 1 && x > 0 ? d[i + w - 1] : 0;
             float v = d[i];
-            v = fminf(v, dn + 3);
-            v = fminf(v, r + 3);
-            v = fminf(v, dr + 4);
-            v = fminf(v, dl + 4);
+            v = min2(v, dn + 3);
+            v = min2(v, r + 3);
+            v = min2(v, dr + 4);
+            v = min2(v, dl + 4);
             d[i] = v;
         }
     for (size_t i = 0; i < (size_t)h * w; i++) d[i] /= 3.0f;
