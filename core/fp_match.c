@@ -30,18 +30,20 @@ static double local_similarity(const wh_mcc_template *a, int i, const wh_mcc_tem
                                int min_common) {
     if (fabs(wh_angle_diff(a->angle[i], b->angle[j])) > a->params.max_rotation) return 0;
     int cells = a->cells, len = cells * a->params.nd;
-    const float *va = a->valid + (size_t)i * cells, *vb = b->valid + (size_t)j * cells;
+    const uint8_t *va = a->valid + (size_t)i * cells, *vb = b->valid + (size_t)j * cells;
     const float *ea = a->energy + (size_t)i * cells, *eb = b->energy + (size_t)j * cells;
-    float common = 0, aa = 0, bb = 0, ab = 0;
+    int common = 0;
+    float aa = 0, bb = 0;
     /* omp simd: lets the compiler reorder the float sums into vector lanes */
 #pragma omp simd reduction(+ : common, aa, bb)
     for (int c = 0; c < cells; c++) {
-        common += va[c] * vb[c];
-        aa += ea[c] * vb[c];
-        bb += eb[c] * va[c];
+        common += va[c] & vb[c];
+        aa += vb[c] ? ea[c] : 0.0f;
+        bb += va[c] ? eb[c] : 0.0f;
     }
-    if (common < (float)min_common) return 0;
-    const float *xa = a->values + (size_t)i * len, *xb = b->values + (size_t)j * len;
+    if (common < min_common) return 0;
+    const uint8_t *xa = a->values + (size_t)i * len, *xb = b->values + (size_t)j * len;
+    int ab = 0; /* at most 32 x 32 x 16 x 255^2 < 2^31: exact */
 #pragma omp simd reduction(+ : ab)
     for (int k = 0; k < len; k++) ab += xa[k] * xb[k];
     double na = sqrt(aa), nb = sqrt(bb);

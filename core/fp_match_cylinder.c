@@ -157,7 +157,7 @@ typedef struct {
 
 /* Fills values (cells x nd), valid (cells) and energy (cells) of minutia c's
  * cylinder; returns the number of valid cells. */
-static int build_cylinder(const cylinder_ctx *cx, int c, float *values, float *valid, float *energy) {
+static int build_cylinder(const cylinder_ctx *cx, int c, uint8_t *values, uint8_t *valid, float *energy) {
     const wh_mcc_params *p = cx->p;
     const wh_minutia *mc = &cx->m[c];
     int ns = p->ns, nd = p->nd;
@@ -186,9 +186,9 @@ static int build_cylinder(const cylinder_ctx *cx, int c, float *values, float *v
             int cell = i * ns + j;
             double u = (i - (ns - 1) / 2.0) * ds, v = (j - (ns - 1) / 2.0) * ds;
             point pc = {mc->x + u * ux + v * vx, mc->y + u * uy + v * vy};
-            float *val = values + (size_t)cell * nd;
+            uint8_t *val = values + (size_t)cell * nd;
             int ok = u * u + v * v <= p->radius * p->radius && in_grown_hull(pc, cx->hull, cx->nh, p->omega);
-            valid[cell] = (float)ok;
+            valid[cell] = (uint8_t)ok;
             energy[cell] = 0;
             for (int k = 0; k < nd; k++) val[k] = 0;
             if (!ok) continue;
@@ -201,10 +201,10 @@ static int build_cylinder(const cylinder_ctx *cx, int c, float *values, float *v
                 double gs = gs_norm * exp(-d2 / (2 * p->sigma_s * p->sigma_s));
                 for (int k = 0; k < nd; k++) sum[k] += gs * cx->dir[q * nd + k];
             }
-            double e = 0;
+            int e = 0;
             for (int k = 0; k < nd; k++) {
-                val[k] = (float)wh_mcc_sigmoid(sum[k], p->mu_psi, p->tau_psi);
-                e += (double)val[k] * val[k];
+                val[k] = (uint8_t)lround(255 * wh_mcc_sigmoid(sum[k], p->mu_psi, p->tau_psi));
+                e += val[k] * val[k];
             }
             energy[cell] = (float)e;
         }
@@ -239,9 +239,9 @@ static wh_status alloc_template(wh_mcc_template *o, int n) {
     o->x = malloc(m * sizeof(float));
     o->y = malloc(m * sizeof(float));
     o->angle = malloc(m * sizeof(float));
-    o->valid = malloc(m * cells * sizeof(float));
+    o->valid = malloc(m * cells);
     o->energy = malloc(m * cells * sizeof(float));
-    o->values = malloc(m * cells * nd * sizeof(float));
+    o->values = malloc(m * cells * nd);
     if (!o->index || !o->x || !o->y || !o->angle || !o->valid || !o->energy || !o->values) {
         wh_mcc_free(o);
         return wh_fail(WH_ERR_MEMORY, "mcc: out of memory for %d cylinders", n);
