@@ -7,6 +7,8 @@
  *   fp.mcc(template [, {dpi=500}]) -> cylinders (userdata; #c = valid cylinders)
  *       Minutia Cylinder-Code of one print, built once and reused by every
  *       comparison; anywhere a template is accepted below, cylinders are too.
+ *       c:close() frees their memory now (about 2.8 KB a cylinder) rather
+ *       than at the next garbage collection, which does not see it.
  *   fp.mcc_all(templates [, {dpi=500}]) -> list of cylinders (OpenMP over prints)
  *   fp.match(a, b [, {dpi=500}]) -> score in [0, 1], pairs
  *       score 1 for identical templates (0.99 and more), 0 when either has
@@ -99,6 +101,17 @@ static int mcc_gc(lua_State *L) {
     return 0;
 }
 
+static int mcc_close(lua_State *L) {
+    wh_mcc_free(luaL_checkudata(L, 1, MCC_MT));
+    return 0;
+}
+
+/* Cylinders that were closed (wh_mcc_free zeroes them) cannot be used. */
+static wh_mcc_template *check_open(lua_State *L, wh_mcc_template *m, const char *op, int arg) {
+    if (m && m->cells == 0) luaL_error(L, "%s: argument %d: the cylinders were closed", op, arg);
+    return m;
+}
+
 static int mcc_len(lua_State *L) {
     lua_pushinteger(L, ((wh_mcc_template *)luaL_checkudata(L, 1, MCC_MT))->count);
     return 1;
@@ -122,6 +135,12 @@ static wh_mcc_template *push_mcc(lua_State *L) {
         lua_setfield(L, -2, "__len");
         lua_pushcfunction(L, mcc_tostring);
         lua_setfield(L, -2, "__tostring");
+        lua_pushcfunction(L, mcc_close);
+        lua_setfield(L, -2, "__close");
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, mcc_close);
+        lua_setfield(L, -2, "close");
+        lua_setfield(L, -2, "__index");
     }
     lua_setmetatable(L, -2);
     return m;
@@ -132,7 +151,7 @@ static wh_mcc_template *push_mcc(lua_State *L) {
  * a userdata). */
 static const wh_mcc_template *to_mcc(lua_State *L, int idx, const wh_mcc_params *p, const char *op,
                                      int arg) {
-    wh_mcc_template *m = luaL_testudata(L, idx, MCC_MT);
+    wh_mcc_template *m = check_open(L, luaL_testudata(L, idx, MCC_MT), op, arg);
     if (m) {
         if (m->params.dpi != p->dpi)
             luaL_error(L, "%s: argument %d: cylinders built at %f dpi, comparison at %f dpi", op, arg,
@@ -151,7 +170,7 @@ static int l_mcc(lua_State *L) {
     static const char *const allowed[] = {"dpi", NULL};
     whl_check_options(L, 2, "fingerprint.mcc", allowed, false);
     wh_mcc_params p = check_params(L, 2, "fingerprint.mcc");
-    if (luaL_testudata(L, 1, MCC_MT)) {
+    if (check_open(L, luaL_testudata(L, 1, MCC_MT), "fingerprint.mcc", 1)) {
         lua_settop(L, 1);
         return 1;
     }
@@ -208,7 +227,7 @@ static const wh_mcc_template **list_mcc(lua_State *L, int idx, const wh_mcc_para
     int nbuild = 0;
     for (lua_Integer i = 0; i < n; i++) {
         lua_geti(L, idx, i + 1);
-        wh_mcc_template *m = luaL_testudata(L, -1, MCC_MT);
+        wh_mcc_template *m = check_open(L, luaL_testudata(L, -1, MCC_MT), op, arg);
         if (m) {
             if (m->params.dpi != p->dpi)
                 luaL_error(L, "%s: argument %d: cylinders %I built at %f dpi, comparison at %f dpi", op, arg,

@@ -135,6 +135,11 @@ describe("whorl.fingerprint matching", function()
         local nan = {minutiae = {{x = 0 / 0, y = 1, angle = 0}, {x = 5, y = 5, angle = 1}}}
         assert.error_matches(function() fp.mcc(nan) end, "minutia 1 has a non%-finite")
         assert.error_matches(function() fp.match_all({}, {}, {pairs = {{1, 1}}}) end, "pair 1 must be")
+        local closed = fp.mcc({minutiae = {}})
+        closed:close()
+        closed:close() -- twice is harmless
+        assert.error_matches(function() fp.match(closed, closed) end, "argument 1: the cylinders were closed")
+        assert.error_matches(function() fp.match_all({}, {closed}) end, "argument 2: the cylinders were closed")
         local a300 = fp.mcc({minutiae = {}}, {dpi = 300})
         assert.error_matches(function() fp.match(a300, {minutiae = {}}) end, "built at 300")
     end)

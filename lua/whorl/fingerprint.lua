@@ -236,6 +236,10 @@ function fp.evaluate(opts)
             result.gmr[side][fmr_key(f)] = fp.gmr(genuine[side], result.thresholds[fmr_key(f)])
         end
     end
+    -- the cylinders' memory is invisible to the collector: free it now
+    for _, side in ipairs(all_sides) do
+        for _, c in ipairs(cylinders[side]) do c:close() end
+    end
     result.seconds = whorl.clock() - start
     return result
 end
