@@ -109,6 +109,8 @@ describe("whorl.fingerprint score statistics", function()
             assert(type(r.thresholds["0.01"]) == "number" and type(r.thresholds["0.001"]) == "number")
             assert(r.thresholds["0.001"] >= r.thresholds["0.01"])
             assert(r.seconds > 0)
+            assert(r.clean.minutiae > 10, "minutiae per clean print " .. r.clean.minutiae)
+            close(r.clean.matchable, 1, 0, "matchable")
         end)
 
         it("scores heavy damage below a perfect restoration", function()
@@ -128,6 +130,7 @@ describe("whorl.fingerprint score statistics", function()
             local img = whorl.zeros({2, 32, 32})
             local r = fp.evaluate{clean = img, restored = img, templates = {clean = {t, t}, restored = {t, t}}}
             assert.are.equal(0, r.genuine.restored.mean)
+            assert.are.same({minutiae = 0, matchable = 0}, r.clean)
             assert.is_nil(r.genuine.damaged)
             assert.error_matches(function() fp.evaluate{clean = img} end, "give 'damaged', 'restored'")
             assert.error_matches(function() fp.evaluate{clean = img, restored = whorl.zeros({3, 32, 32})} end,
