@@ -44,7 +44,7 @@ void wh_template_free(wh_template *t);
 /* ---- extraction (Hong, Wan and Jain 1998 chain) ------------------------------- */
 
 typedef struct {
-    double dpi;            /* resolution of the input; periods scale by dpi/500 (default 500) */
+    double dpi;            /* resolution of the input, 50 to 5000; periods scale by dpi/500 (default 500) */
     int block;             /* block side for segmentation/orientation/frequency (default 16 at 500 dpi) */
     double variance_threshold; /* foreground when block variance of the normalised image exceeds it */
     double orientation_sigma;  /* smoothing of the doubled-angle field, pixels */

@@ -28,8 +28,8 @@ wh_extract_params wh_extract_defaults(double dpi) {
 }
 
 static wh_status check_params(const wh_extract_params *p) {
-    if (!(p->dpi > 0) || !isfinite(p->dpi))
-        return wh_fail(WH_ERR_ARG, "fingerprint.extract: dpi must be positive, got %g", p->dpi);
+    if (!(p->dpi >= 50 && p->dpi <= 5000)) /* periods of 0.5 to 150 px */
+        return wh_fail(WH_ERR_ARG, "fingerprint.extract: dpi must be from 50 to 5000, got %g", p->dpi);
     if (p->block < 4 || p->block > 256)
         return wh_fail(WH_ERR_ARG, "fingerprint.extract: block must be 4 to 256 pixels, got %d", p->block);
     if (!(p->variance_threshold >= 0) || !(p->orientation_sigma >= 0) || !(p->gabor_sigma > 0) ||

@@ -2,7 +2,8 @@
  *
  *   fp.extract(image [, opts]) -> template
  *       image: (H, W) or (1, H, W), float32/float64 on the CPU, values in
- *       [0, 1], ridges dark; H, W >= 32.  opts: dpi=500, fields=false, and
+ *       [0, 1], ridges dark; H, W >= 32.  opts: dpi=500 (50 to 5000),
+ *       fields=false, and
  *       the extraction parameters block, variance_threshold,
  *       orientation_sigma, gabor_sigma, border, min_ridge (defaults scale
  *       with dpi: core/fingerprint.h).
@@ -40,7 +41,8 @@ static wh_extract_params check_extract_options(lua_State *L, int idx, const char
     if (!allow_fields && whl_opt_field_boolean(L, idx, "fields", false))
         luaL_error(L, "%s: option 'fields' is only for fp.extract", op);
     double dpi = whl_opt_field_number(L, idx, "dpi", 500);
-    if (!(dpi > 0) || !isfinite(dpi)) luaL_error(L, "%s: option 'dpi' must be positive, got %f", op, dpi);
+    if (!(dpi >= 50 && dpi <= 5000))
+        luaL_error(L, "%s: option 'dpi' must be from 50 to 5000, got %f", op, dpi);
     wh_extract_params p = wh_extract_defaults(dpi);
     p.block = (int)whl_opt_field_integer(L, idx, "block", p.block);
     p.variance_threshold = whl_opt_field_number(L, idx, "variance_threshold", p.variance_threshold);

@@ -281,7 +281,7 @@ describe("fingerprint.extract errors", function()
         nan[3][5] = 0 / 0
         assert.has_error(function() fp.extract(nan) end, "fingerprint.extract: pixel (2, 4) is not finite")
         assert.has_error(function() fp.extract(whorl.zeros(40, 40), { dpi = -1 }) end,
-            "fingerprint.extract: option 'dpi' must be positive, got -1.0")
+            "fingerprint.extract: option 'dpi' must be from 50 to 5000, got -1.0")
         assert.has_error(function() fp.extract(whorl.zeros(40, 40), { sigma = 1 }) end)
         assert.has_error(function() fp.extract(whorl.zeros(40, 40), { block = 2 }) end,
             "fingerprint.extract: block must be 4 to 256 pixels, got 2")
