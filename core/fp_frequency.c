@@ -64,6 +64,20 @@ static double block_period(const fp_work *wk, double cx, double cy, double theta
     return period >= fp_min_period(wk) && period <= fp_max_period(wk) ? period : 0;
 }
 
+/* Mean of the positive (valid) periods among block (by, bx)'s 3x3
+ * neighbourhood, or 0 when none is valid. */
+static double neighbour_mean(const double *per, int nby, int nbx, int by, int bx) {
+    double s = 0;
+    int cnt = 0;
+    for (int yy = by - 1; yy <= by + 1; yy++)
+        for (int xx = bx - 1; xx <= bx + 1; xx++)
+            if (yy >= 0 && xx >= 0 && yy < nby && xx < nbx && per[yy * nbx + xx] > 0) {
+                s += per[yy * nbx + xx];
+                cnt++;
+            }
+    return cnt ? s / cnt : 0;
+}
+
 wh_status fp_frequency(fp_work *wk) {
     int h = wk->h, w = wk->w, b = wk->p.block;
     int nby = (h + b - 1) / b, nbx = (w + b - 1) / b, nb = nby * nbx;
@@ -97,19 +111,9 @@ wh_status fp_frequency(fp_work *wk) {
         for (int by = 0; by < nby; by++)
             for (int bx = 0; bx < nbx; bx++) {
                 if (per[by * nbx + bx] > 0) continue;
-                double s = 0;
-                int cnt = 0;
-                for (int dy = -1; dy <= 1; dy++)
-                    for (int dx = -1; dx <= 1; dx++) {
-                        int yy = by + dy, xx = bx + dx;
-                        if (yy < 0 || xx < 0 || yy >= nby || xx >= nbx) continue;
-                        if (per[yy * nbx + xx] > 0) {
-                            s += per[yy * nbx + xx];
-                            cnt++;
-                        }
-                    }
-                if (cnt) {
-                    nxt[by * nbx + bx] = s / cnt;
+                double m = neighbour_mean(per, nby, nbx, by, bx);
+                if (m > 0) {
+                    nxt[by * nbx + bx] = m;
                     filled++;
                 }
             }
@@ -121,20 +125,9 @@ wh_status fp_frequency(fp_work *wk) {
             missing = 0;
         }
     }
-    /* 3x3 mean of the block map */
+    /* 3x3 mean of the block map (every block is valid now) */
     for (int by = 0; by < nby; by++)
-        for (int bx = 0; bx < nbx; bx++) {
-            double s = 0;
-            int cnt = 0;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int yy = by + dy, xx = bx + dx;
-                    if (yy < 0 || xx < 0 || yy >= nby || xx >= nbx) continue;
-                    s += per[yy * nbx + xx];
-                    cnt++;
-                }
-            nxt[by * nbx + bx] = s / cnt;
-        }
+        for (int bx = 0; bx < nbx; bx++) nxt[by * nbx + bx] = neighbour_mean(per, nby, nbx, by, bx);
     /* bilinear between block centres */
     float *blk = wk->tmp;
     for (int i = 0; i < nb; i++) blk[i] = (float)nxt[i];
