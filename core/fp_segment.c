@@ -38,21 +38,41 @@ static double normalise_image(const float *image, int h, int w, float *norm) {
     return sd;
 }
 
-/* One 3x3 binary erosion (erode = 1) or dilation (0) of an nby x nbx map;
- * outside counts as `outside`. */
-static void morph(unsigned char *m, unsigned char *t, int nby, int nbx, int erode, int outside) {
+/* One 3x3 binary erosion (erode = 1) or dilation (0) of an nby x nbx map,
+ * coordinates clamped at its edge. */
+static void morph(unsigned char *m, unsigned char *t, int nby, int nbx, int erode) {
     for (int y = 0; y < nby; y++)
         for (int x = 0; x < nbx; x++) {
             int v = erode;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    int yy = y + dy, xx = x + dx;
-                    int b = yy < 0 || xx < 0 || yy >= nby || xx >= nbx ? outside : m[yy * nbx + xx];
+            for (int yy = y - 1; yy <= y + 1; yy++)
+                for (int xx = x - 1; xx <= x + 1; xx++) {
+                    int cy = yy < 0 ? 0 : yy >= nby ? nby - 1 : yy, cx = xx < 0 ? 0 : xx >= nbx ? nbx - 1 : xx;
+                    int b = m[cy * nbx + cx];
                     v = erode ? v && b : v || b;
                 }
             t[y * nbx + x] = (unsigned char)v;
         }
     memcpy(m, t, (size_t)nby * nbx);
+}
+
+/* Closing then opening of the block map.  They run on a copy padded by one
+ * block that repeats the edge, so a print that runs off the image keeps its
+ * edge blocks while background along the image's edge is not swallowed by
+ * the closing (with the edge merely clamped, a dilation that reaches the
+ * edge can never be eroded back).  pad: two (nby + 2) * (nbx + 2) maps. */
+static void clean_blocks(unsigned char *bm, int nby, int nbx, unsigned char *pad) {
+    int py = nby + 2, px = nbx + 2;
+    unsigned char *tmp = pad + py * px;
+    for (int y = 0; y < py; y++)
+        for (int x = 0; x < px; x++) {
+            int cy = y - 1 < 0 ? 0 : y - 1 >= nby ? nby - 1 : y - 1, cx = x - 1 < 0 ? 0 : x - 1 >= nbx ? nbx - 1 : x - 1;
+            pad[y * px + x] = bm[cy * nbx + cx];
+        }
+    morph(pad, tmp, py, px, 0); /* closing fills gaps in the print */
+    morph(pad, tmp, py, px, 1);
+    morph(pad, tmp, py, px, 1); /* opening drops specks of background noise */
+    morph(pad, tmp, py, px, 0);
+    for (int y = 0; y < nby; y++) memcpy(bm + y * nbx, pad + (y + 1) * px + 1, (size_t)nbx);
 }
 
 /* Labels 4-connected components of value `val` from a stack flood fill;
@@ -164,8 +184,9 @@ int fp_segment(fp_work *wk) {
     float *smooth = wk->tmp;
     memcpy(smooth, wk->norm, n * sizeof(float));
     if (fp_box_blur(smooth, h, w, 1, wk->tmp + n) != WH_OK) return -1;
+    size_t bytes = (size_t)nb + 2 * (size_t)(nby + 2) * (nbx + 2); /* the map and its padded copies */
     unsigned char *bm = (unsigned char *)(wk->tmp + n), *bt = bm + nb;
-    int *label = (int *)(wk->tmp + n + (size_t)(2 * nb + 3) / 4 + 1), *stack = label + nb;
+    int *label = (int *)(wk->tmp + n + (bytes + 3) / 4 + 1), *stack = label + nb;
     int any = 0;
     for (int by = 0; by < nby; by++)
         for (int bx = 0; bx < nbx; bx++) {
@@ -185,10 +206,7 @@ int fp_segment(fp_work *wk) {
             any |= bm[by * nbx + bx];
         }
     if (!any) return 0;
-    morph(bm, bt, nby, nbx, 0, 0); /* closing fills gaps in the print */
-    morph(bm, bt, nby, nbx, 1, 1);
-    morph(bm, bt, nby, nbx, 1, 1); /* opening drops specks of background noise */
-    morph(bm, bt, nby, nbx, 0, 0);
+    clean_blocks(bm, nby, nbx, bt);
     components(bm, nby, nbx, 1, 1, label, stack);
     components(bm, nby, nbx, 0, 0, label, stack);
     upsample(bm, nby, nbx, b, h, w, wk->mask);

@@ -91,7 +91,7 @@ describe("fingerprint.extract on synthetic prints", function()
     -- direction within 30 degrees (modulo 180: the generator gives a
     -- bifurcation's axis only); true minutiae closer than the extractor's
     -- border (12 px) to the image edge are left out.  Measured (this seed):
-    -- precision 0.84, recall 0.85 (163 true minutiae).
+    -- precision 0.88, recall 0.85 (163 true minutiae).
     local images, infos = whorl.synth.batch { count = 6, size = 256, dpi = 500, seed = 11 }
     local templates
 
@@ -111,7 +111,7 @@ describe("fingerprint.extract on synthetic prints", function()
         end
         local precision, recall = matched / extracted, matched / wanted
         assert.is_true(wanted > 150, "ground truth " .. wanted)
-        assert.is_true(precision > 0.78, "precision " .. precision)
+        assert.is_true(precision > 0.82, "precision " .. precision)
         assert.is_true(recall > 0.8, "recall " .. recall)
         assert.is_true(same_type / matched > 0.7, "same type " .. same_type / matched)
     end)
