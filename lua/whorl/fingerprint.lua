@@ -301,10 +301,15 @@ end
 
 local TITLE_H = 28
 
+-- The title centred in a band on top, its font shrunk to fit the width.
 local function draw_title(c, width, title)
     if not title then return 0 end
+    title = tostring(title)
+    local size = 14
+    local w = c:measure(title, {size = size, bold = true})
+    if w > width - 12 then size = math.max(6, size * (width - 12) / w) end
     c:color(0.1, 0.1, 0.1)
-    c:text(width / 2, TITLE_H / 2, tostring(title), {size = 14, align = "center", valign = "middle", bold = true})
+    c:text(width / 2, TITLE_H / 2, title, {size = size, align = "center", valign = "middle", bold = true})
     return TITLE_H
 end
 
