@@ -29,7 +29,7 @@ M.OPTIMIZERS = { rmsprop = "RMSprop", adam = "Adam", adamw = "AdamW", sgd = "SGD
 M.FILTERS = { autoencoder224 = "32,64,128", autoencoder100 = "32,64", unet = "16,32,64", masked = "16,32,64" }
 
 M.DEFAULTS = { model = "masked", kernel_size = 3, loss = "mse", optimizer = "adam", lr = 0.001,
-    epochs = 12, batch_size = 16, size = 64, dpi = 500, fingers = 160, impressions = 4,
+    epochs = 12, batch_size = 16, size = 64, dpi = 250, fingers = 160, impressions = 4,
     test_fingers = 40, seed = 13, frozen_damage = false, out = "out/reconstruct" }
 
 -- The options that define a run: resuming it with other values is an error.
@@ -55,8 +55,9 @@ function M.parser()
     p:option("--epochs", "Epochs in all (with --resume: the total to reach; default 12).", nil, tonumber)
     p:option("--batch-size", "Batch size (default 16).", nil, tonumber)
     p:option("--size", "Image side in pixels (default 64).", nil, tonumber)
-    p:option("--dpi", "Resolution of the synthetic prints (ridge period about 9 px at 500 dpi) and " ..
-        "of the identity check (default 500).", nil, tonumber)
+    p:option("--dpi", "Resolution of the synthetic prints and of the identity check (default 250: " ..
+        "SOCOFing's scale, a ridge every 4.5 px, so a 64 px print holds about 14 ridges and enough " ..
+        "minutiae to match; 500 dpi gives 9 px ridges).", nil, tonumber)
     p:option("--fingers", "Synthetic fingers for training and validation (default 160).", nil, tonumber)
     p:option("--impressions", "Synthetic impressions per finger (default 4).", nil, tonumber)
     p:option("--test-fingers", "Other synthetic fingers in the test set (default 40).", nil, tonumber)

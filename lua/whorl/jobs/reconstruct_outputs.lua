@@ -14,7 +14,8 @@
 -- that is missing is skipped with a note (samples.png then falls back to a
 -- plain image grid), so the job runs with whatever this build has.
 local whorl = require "whorl"
-local rows = require("whorl.jobs.reconstruct_data").rows
+local data = require "whorl.jobs.reconstruct_data"
+local rows = data.rows
 
 local M = {}
 
@@ -105,7 +106,8 @@ end
 
 -- samples.png: 10 test prints, rows clean, damaged, restored (and the
 -- masked model's mask), each image captioned with its PSNR/SSIM against
--- the clean print (the mask with its IoU against the true damage).
+-- the clean print (the mask with its IoU against the visible damage, the
+-- mask head's target: reconstruct_data.visible).
 function M.samples(path, test, restored, mask)
     local idx = spread(test.clean:size()[1], 10)
     local clean = rows(test.clean, idx)
@@ -126,7 +128,7 @@ function M.samples(path, test, restored, mask)
     local grid = { row("clean", clean), row("damaged", damaged, quality(damaged)),
         row("restored", out, quality(out)) }
     if mask then
-        local guess, truth = binary(rows(mask, idx)), binary(rows(test.mask, idx))
+        local guess, truth = binary(rows(mask, idx)), binary(data.visible(rows(test.mask, idx), damaged, clean))
         local n = #idx
         local inter = (guess * truth):view(n, -1):sum(2):totable()
         local union = (guess + truth - guess * truth):view(n, -1):sum(2):totable()
