@@ -41,16 +41,18 @@ typedef struct {
 /* Frees t->minutiae and zeroes t (defined in core/fp_extract.c). */
 void wh_template_free(wh_template *t);
 
-/* ---- extraction (Hong, Wan and Jain 1998 chain) ------------------------------- */
+/* ---- extraction (Hong, Wan and Jain 1998 chain; docs/fingerprint.md) ---------- */
 
 typedef struct {
     double dpi;            /* resolution of the input, 50 to 5000; periods scale by dpi/500 (default 500) */
     int block;             /* block side for segmentation/orientation/frequency (default 16 at 500 dpi) */
-    double variance_threshold; /* foreground when block variance of the normalised image exceeds it */
-    double orientation_sigma;  /* smoothing of the doubled-angle field, pixels */
-    double gabor_sigma;        /* Gabor envelope as a fraction of the local period */
-    int border;            /* drop minutiae closer than this to the mask border, pixels */
-    int min_ridge;         /* spurs / short ridges / breaks shorter than this are cleaned, pixels */
+    double variance_threshold; /* foreground when the block variance of the normalised (unit
+                                  variance), 3x3-smoothed image exceeds it, and the block's
+                                  mean orientation coherence exceeds 0.3 (default 0.1) */
+    double orientation_sigma;  /* smoothing of the doubled-angle field, pixels (6 at 500 dpi) */
+    double gabor_sigma;        /* Gabor envelope as a fraction of the local period (0.45) */
+    int border;            /* drop minutiae closer than this to the mask border, pixels (12) */
+    int min_ridge;         /* spurs, short ridges and bridges shorter than this go, pixels (10) */
 } wh_extract_params;
 
 /* Defaults for a dpi (<= 0 means 500). */
