@@ -45,7 +45,7 @@ void wh_template_free(wh_template *t);
 
 typedef struct {
     double dpi;            /* resolution of the input, 50 to 5000; periods scale by dpi/500 (default 500) */
-    int block;             /* block side for segmentation/orientation/frequency (default 16 at 500 dpi) */
+    int block;             /* block side for segmentation and frequency (default 16 at 500 dpi) */
     double variance_threshold; /* foreground when the block variance of the normalised (unit
                                   variance), 3x3-smoothed image exceeds it, and the block's
                                   mean orientation coherence exceeds 0.3 (default 0.1) */

@@ -130,6 +130,26 @@ describe("fingerprint.extract on synthetic prints", function()
         assert.is_true(n > 40 and ok / n > 0.9, ("%d of %d"):format(ok, n))
     end)
 
+    it("keeps noise in the background out of the print (hard noise damage)", function()
+        -- the mask needs coherent ridges, not just variance: measured on these
+        -- six prints, gaussian_noise hard precision 0.87 recall 0.82,
+        -- salt_pepper hard 0.91 / 0.83 (before that rule: precision about 0.3)
+        for _, kind in ipairs { "gaussian_noise", "salt_pepper" } do
+            local damaged = whorl.synth.damage(images, kind, { level = "hard", seed = 1 })
+            local matched, extracted, wanted = 0, 0, 0
+            for i, t in ipairs(fp.extract_batch(damaged)) do
+                local gt = {}
+                for _, m in ipairs(truth(infos[i])) do
+                    if m.x >= 12 and m.y >= 12 and m.x < 244 and m.y < 244 then gt[#gt + 1] = m end
+                end
+                local r = fp.pair(t.minutiae, gt, { distance = 12, angle = math.rad(30), axial = true })
+                matched, extracted, wanted = matched + r.matched, extracted + r.a_count, wanted + r.b_count
+            end
+            assert.is_true(matched / extracted > 0.8, kind .. " precision " .. matched / extracted)
+            assert.is_true(matched / wanted > 0.75, kind .. " recall " .. matched / wanted)
+        end
+    end)
+
     it("batch gives what one by one gives", function()
         local batch = templates or fp.extract_batch(images)
         for i = 1, 2 do
