@@ -53,6 +53,9 @@ typedef struct {
     double gabor_sigma;        /* Gabor envelope as a fraction of the local period (0.45) */
     int border;            /* drop minutiae closer than this to the mask border, pixels (12) */
     int min_ridge;         /* spurs, short ridges and bridges shorter than this go, pixels (10) */
+    int upsample;          /* 0: automatic (prints under 350 dpi are extracted at twice the
+                              size, their ridges being too thin to thin cleanly), 1: never,
+                              2: always; lengths above stay in input pixels either way */
 } wh_extract_params;
 
 /* Defaults for a dpi (<= 0 means 500). */

@@ -6,7 +6,9 @@
  *       fields=false, and
  *       the extraction parameters block, variance_threshold,
  *       orientation_sigma, gabor_sigma, border, min_ridge (defaults scale
- *       with dpi: core/fingerprint.h).
+ *       with dpi: core/fingerprint.h), upsample (nil: prints under 350 dpi
+ *       are extracted at twice the size, their ridges being too thin to thin
+ *       cleanly; true: always; false: never).
  *       template = {minutiae = {{x=, y=, angle=, type="ending"|"bifurcation",
  *                                quality=}, ...}, height=, width=}
  *       with 0-BASED pixel coordinates (pixel (0,0) centred on x=0, y=0:
@@ -32,9 +34,9 @@
 #include "binding.h"
 #include "fingerprint.h"
 
-static const char *const EXTRACT_OPTIONS[] = {"dpi",    "fields",    "block",     "variance_threshold",
+static const char *const EXTRACT_OPTIONS[] = {"dpi",         "fields", "block",     "variance_threshold",
                                               "orientation_sigma", "gabor_sigma", "border", "min_ridge",
-                                              NULL};
+                                              "upsample",    NULL};
 
 static wh_extract_params check_extract_options(lua_State *L, int idx, const char *op, bool allow_fields) {
     whl_check_options(L, idx, op, EXTRACT_OPTIONS, false);
@@ -50,6 +52,15 @@ static wh_extract_params check_extract_options(lua_State *L, int idx, const char
     p.gabor_sigma = whl_opt_field_number(L, idx, "gabor_sigma", p.gabor_sigma);
     p.border = (int)whl_opt_field_integer(L, idx, "border", p.border);
     p.min_ridge = (int)whl_opt_field_integer(L, idx, "min_ridge", p.min_ridge);
+    if (!lua_isnoneornil(L, idx)) {
+        int t = lua_getfield(L, idx, "upsample");
+        if (t == LUA_TBOOLEAN)
+            p.upsample = lua_toboolean(L, -1) ? 2 : 1;
+        else if (t != LUA_TNIL)
+            luaL_error(L, "%s: option 'upsample' must be true, false or nil (automatic), got %s", op,
+                       luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
     return p;
 }
 

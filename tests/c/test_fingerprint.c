@@ -177,6 +177,9 @@ static void argument_checks(void) {
     wh_extract_params p = wh_extract_defaults(500);
     p.gabor_sigma = 0;
     CHECK(wh_extract_minutiae(img, 40, 40, &p, &t, NULL) == WH_ERR_ARG, "gabor_sigma 0");
+    p = wh_extract_defaults(500);
+    p.upsample = 3;
+    CHECK(wh_extract_minutiae(img, 40, 40, &p, &t, NULL) == WH_ERR_ARG, "upsample 3");
     p = wh_extract_defaults(-3);
     CHECK(p.dpi == 500 && p.block == 16, "defaults for a bad dpi are 500 dpi's");
     CHECK(wh_extract_minutiae(img, 40, 40, &p, &t, NULL) == WH_OK && t.count == 0, "black image");
