@@ -138,7 +138,7 @@ function M.samples(path, test, restored, mask)
     end
     local plot = optional("whorl.plot", "image_grid")
     if plot then
-        plot.image_grid{ path = path, rows = grid, cell = math.max(64, math.min(128, test.clean:size()[3])) }
+        plot.image_grid{ path = path, rows = grid, cell = math.max(96, math.min(160, test.clean:size()[3])) }
         return
     end
     note("whorl.plot is missing: samples.png without captions")
@@ -238,7 +238,9 @@ function M.print_scores(metrics, about)
                 gmr["0.01"] or 0 / 0, gmr["0.001"] or 0 / 0, id.eer[which] or 0 / 0,
                 mn.precision or 0 / 0, mn.recall or 0 / 0))
         end
-        print(("(impostor mean score %.3f)"):format(id.impostor.mean))
+        local clean = id.clean or {}
+        print(("(impostor mean score %.3f; a clean print has %.1f minutiae on average, %.0f%% at least one)")
+            :format(id.impostor.mean, clean.minutiae or 0 / 0, 100 * (clean.matchable or 0 / 0)))
     end
 end
 
