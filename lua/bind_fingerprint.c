@@ -3,10 +3,10 @@
  *   fp.extract(image [, opts]) -> template
  *       image: (H, W) or (1, H, W), float32/float64 on the CPU, values in
  *       [0, 1], ridges dark; H, W >= 32.  opts: dpi=500 (50 to 5000),
- *       fields=false, and
- *       the extraction parameters block, variance_threshold,
- *       orientation_sigma, gabor_sigma, border, min_ridge (defaults scale
- *       with dpi: core/fingerprint.h), upsample (nil: prints under 350 dpi
+ *       fields=false, and the extraction parameters block,
+ *       variance_threshold, orientation_sigma, gabor_sigma, border,
+ *       min_ridge (defaults scale with dpi: core/fingerprint.h, and
+ *       docs/fingerprint.md), upsample (nil: prints under 350 dpi
  *       are extracted at twice the size, their ridges being too thin to thin
  *       cleanly; true: always; false: never).
  *       template = {minutiae = {{x=, y=, angle=, type="ending"|"bifurcation",
@@ -25,7 +25,7 @@
  *       a, b: lists of minutiae ({x=, y=, angle=, ...}, e.g. template.minutiae)
  *       in the same frame; one-to-one pairs within the distance (pixels) and
  *       angle (radians; modulo pi with axial=true) tolerances, greedy by
- *       cost; i, j are 1-based indices into a and b.  a is the set under
+ *       cost; i, j are 1-based indices into a and b, in a's order.  a is the set under
  *       test, b the reference: precision = matched / #a, recall =
  *       matched / #b (1 when the set is empty). */
 #include <math.h>
