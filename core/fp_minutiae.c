@@ -179,20 +179,22 @@ static void follow_ridges(const fp_work *wk, candidate *c, int n) {
     }
 }
 
-/* Breaks (facing endings), clusters and border minutiae. */
-static void drop_close(const fp_work *wk, candidate *c, int n) {
+/* Border minutiae first (so they take no one with them), then breaks
+ * (facing endings) and clusters among the rest. */
+static wh_status drop_close(const fp_work *wk, candidate *c, int n) {
     int w = wk->w;
     unsigned char *mark = calloc((size_t)n + 1, 1);
+    if (!mark) return wh_fail(WH_ERR_MEMORY, "fingerprint: out of memory finding minutiae");
+    for (int i = 0; i < n; i++)
+        if (wk->dist[(size_t)c[i].y * w + c[i].x] < wk->p.border) c[i].drop = 1;
     for (int i = 0; i < n; i++) {
-        size_t pi = (size_t)c[i].y * w + c[i].x;
-        double T = wk->period[pi];
-        if (wk->dist[pi] < wk->p.border) c[i].drop = 1;
+        double T = wk->period[(size_t)c[i].y * w + c[i].x];
         for (int j = i + 1; j < n; j++) {
             double dx = c[j].x - c[i].x, dy = c[j].y - c[i].y, d = sqrt(dx * dx + dy * dy);
             if (d > 1.5 * T) continue;
             if (c[i].drop || c[j].drop) continue;
             if (d < 0.5 * T) { /* a cluster */
-                if (mark) mark[i] = mark[j] = 1;
+                mark[i] = mark[j] = 1;
                 continue;
             }
             if (c[i].type != WH_MINUTIA_ENDING || c[j].type != WH_MINUTIA_ENDING) continue;
@@ -200,12 +202,13 @@ static void drop_close(const fp_work *wk, candidate *c, int n) {
             double opp = cos(c[i].dir - c[j].dir);
             double ai = (dx * cos(c[i].dir) + dy * sin(c[i].dir)) / d;
             double aj = -(dx * cos(c[j].dir) + dy * sin(c[j].dir)) / d;
-            if (opp < -0.7 && ai > 0.6 && aj > 0.6 && mark) mark[i] = mark[j] = 1;
+            if (opp < -0.7 && ai > 0.6 && aj > 0.6) mark[i] = mark[j] = 1;
         }
     }
-    for (int i = 0; mark && i < n; i++)
+    for (int i = 0; i < n; i++)
         if (mark[i]) c[i].drop = 1;
     free(mark);
+    return WH_OK;
 }
 
 /* The orientation axis near the traced direction (within 45 degrees), else
@@ -238,7 +241,11 @@ wh_status fp_find_minutiae(const fp_work *wk, wh_template *out) {
             c[n++] = (candidate){x, y, cn, 0, 0};
         }
     follow_ridges(wk, c, n);
-    drop_close(wk, c, n);
+    wh_status st = drop_close(wk, c, n);
+    if (st != WH_OK) {
+        free(c);
+        return st;
+    }
     int kept = 0;
     for (int k = 0; k < n; k++) kept += !c[k].drop;
     out->count = 0;
