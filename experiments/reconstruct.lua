@@ -1,7 +1,7 @@
 -- The reconstruction job: train a model that restores damaged fingerprints,
 -- then measure how well it did on prints of fingers it never saw.
 --
---   lua5.4 experiments/reconstruct.lua [--model masked] [--epochs 12] [--out out/reconstruct] ...
+--   lua5.4 experiments/reconstruct.lua [--model masked] [--epochs 24] [--out out/reconstruct] ...
 --   bin/whorl reconstruct --help                      (every option; docs/reconstruct.md)
 --
 -- By default: synthetic prints (whorl.synth) damaged by every kind of

@@ -29,7 +29,7 @@ M.OPTIMIZERS = { rmsprop = "RMSprop", adam = "Adam", adamw = "AdamW", sgd = "SGD
 M.FILTERS = { autoencoder224 = "32,64,128", autoencoder100 = "32,64", unet = "16,32,64", masked = "16,32,64" }
 
 M.DEFAULTS = { model = "masked", kernel_size = 3, loss = "mse", optimizer = "adam", lr = 0.001,
-    epochs = 12, batch_size = 16, size = 64, dpi = 250, fingers = 160, impressions = 4,
+    epochs = 24, batch_size = 16, size = 64, dpi = 250, fingers = 160, impressions = 4,
     test_fingers = 40, seed = 13, frozen_damage = false, out = "out/reconstruct" }
 
 -- The options that define a run: resuming it with other values is an error.
@@ -52,7 +52,7 @@ function M.parser()
     p:option("--optimizer", "rmsprop, adam, adamw or sgd (default adam).", nil)
         :choices({ "rmsprop", "adam", "adamw", "sgd" })
     p:option("--lr", "Learning rate (default 0.001).", nil, tonumber)
-    p:option("--epochs", "Epochs in all (with --resume: the total to reach; default 12).", nil, tonumber)
+    p:option("--epochs", "Epochs in all (with --resume: the total to reach; default 24).", nil, tonumber)
     p:option("--batch-size", "Batch size (default 16).", nil, tonumber)
     p:option("--size", "Image side in pixels (default 64).", nil, tonumber)
     p:option("--dpi", "Resolution of the synthetic prints and of the identity check (default 250: " ..
