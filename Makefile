@@ -132,7 +132,7 @@ $(BUILD)/tests/fake_device.so: tests/c/fake_device.c $(wildcard core/*.h core/ke
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -shared $< -o $@
 
-$(BUILD)/tests/%: tests/c/%.c $(LIB)
+$(BUILD)/tests/%: tests/c/%.c tests/c/check.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(LIB) $(LDLIBS)
 

@@ -273,13 +273,6 @@ void whl_open_fingerprint(lua_State *L, int module, int methods) {
         {"pair", l_pair},
         {NULL, NULL},
     };
-    /* get-or-create: whl_open_fingerprint_match (matching) may have made it */
-    if (lua_getfield(L, module, "fingerprint") != LUA_TTABLE) {
-        lua_pop(L, 1);
-        lua_newtable(L);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, module, "fingerprint");
-    }
-    luaL_setfuncs(L, funcs, 0);
-    lua_pop(L, 1);
+    /* extraction and matching both add to it, in either order */
+    whl_add_to_subtable(L, module, "fingerprint", funcs);
 }

@@ -57,6 +57,10 @@ void whl_opt_field_pair(lua_State *L, int idx, const char *name, int def, int pa
 void whl_check_options(lua_State *L, int idx, const char *op, const char *const *allowed,
                        bool positional);
 
+/* Adds funcs to the table module.<name>, creating it if no family has yet
+ * (families that share a sub-table, such as whorl.fingerprint). */
+void whl_add_to_subtable(lua_State *L, int module, const char *name, const luaL_Reg *funcs);
+
 /* The families; each lives in lua/bind_<family>.c.  Weak, so the module
  * links while a family is being written. */
 void whl_open_tensor(lua_State *L, int module, int methods);    /* whorl_core.c */

@@ -268,6 +268,17 @@ void whl_opt_field_pair(lua_State *L, int idx, const char *name, int def, int pa
  * misspelt option is never silently ignored.  nil/none passes; another
  * non-table value is an error.  Non-string keys are skipped when
  * `positional` is true (tables that also hold positional values). */
+void whl_add_to_subtable(lua_State *L, int module, const char *name, const luaL_Reg *funcs) {
+    if (lua_getfield(L, module, name) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, module, name);
+    }
+    luaL_setfuncs(L, funcs, 0);
+    lua_pop(L, 1);
+}
+
 void whl_check_options(lua_State *L, int idx, const char *op, const char *const *allowed,
                        bool positional) {
     if (lua_isnoneornil(L, idx)) return;

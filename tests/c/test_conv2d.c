@@ -9,18 +9,7 @@
 #include "kernels/conv2d.h"
 #include "status.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (cond) {                                                                              \
-            passed++;                                                                            \
-        } else {                                                                                 \
-            failed++;                                                                            \
-            printf("FAIL: " __VA_ARGS__);                                                        \
-            printf("\n");                                                                        \
-        }                                                                                        \
-    } while (0)
+#include "check.h"
 
 /* ------------------------------------------------------------- utilities */
 

@@ -12,27 +12,7 @@
 #include "fingerprint.h"
 #include "synth.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (cond) {                                                                              \
-            passed++;                                                                            \
-        } else {                                                                                 \
-            failed++;                                                                            \
-            printf("FAIL: " __VA_ARGS__);                                                        \
-            printf("\n");                                                                        \
-        }                                                                                        \
-    } while (0)
-
-static float *alloc_floats(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    if (!p) {
-        printf("out of memory\n");
-        exit(1);
-    }
-    return p;
-}
+#include "check.h"
 
 static int same_template(const wh_template *a, const wh_template *b) {
     if (a->count != b->count || a->height != b->height || a->width != b->width) return 0;

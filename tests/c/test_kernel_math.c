@@ -20,18 +20,7 @@
 #include "kernels/elementwise_math.h"
 #include "ops.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (cond) {                                                                           \
-            passed++;                                                                         \
-        } else {                                                                              \
-            failed++;                                                                         \
-            printf("FAIL: " __VA_ARGS__);                                                     \
-            printf("\n");                                                                     \
-        }                                                                                     \
-    } while (0)
+#include "check.h"
 
 #define OK(expr)                                                                              \
     do {                                                                                      \

@@ -10,27 +10,7 @@
 
 #include "synth_internal.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                         \
-    do {                                                                                         \
-        if (cond) {                                                                              \
-            passed++;                                                                            \
-        } else {                                                                                 \
-            failed++;                                                                            \
-            printf("FAIL: " __VA_ARGS__);                                                        \
-            printf("\n");                                                                        \
-        }                                                                                        \
-    } while (0)
-
-static float *alloc_floats(size_t n) {
-    float *p = malloc(n * sizeof(float));
-    if (!p) {
-        printf("out of memory\n");
-        exit(1);
-    }
-    return p;
-}
+#include "check.h"
 
 /* A batch made with one thread and with four is the same bytes, and so are
  * its minutiae. */
