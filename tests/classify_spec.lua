@@ -9,14 +9,8 @@ local cjson = require "cjson"
 local gradcheck = require "helpers.gradcheck"
 local files = require "helpers.files"
 local classifier = require "classifier"
-
-local function max_diff(a, b) return (a - b):abs():max():item() end
-
-local function raises(fn, ...)
-    local ok, err = pcall(fn)
-    assert.is_false(ok, "expected an error")
-    for _, want in ipairs{ ... } do assert.matches(want, tostring(err), 1, true) end
-end
+local check = require "helpers.check"
+local max_diff, raises = check.max_diff, check.raises
 
 describe("losses.CrossEntropy", function()
     local logits, target

@@ -6,15 +6,10 @@ local nn = require "whorl.nn"
 local gradcam = require "whorl.gradcam"
 local autoencoder100 = require "autoencoder100"
 local classifier = require "classifier"
+local check = require "helpers.check"
+local max_diff, raises = check.max_diff, check.raises
 
-local function max_diff(a, b) return (a - b):abs():max():item() end
 local function min_of(t) return -((-t):max():item()) end
-
-local function raises(fn, ...)
-    local ok, err = pcall(fn)
-    assert.is_false(ok, "expected an error")
-    for _, want in ipairs{ ... } do assert.matches(want, tostring(err), 1, true) end
-end
 
 -- A two-class toy: channel 1 of "detect" is relu(x), channel 2 relu(-x);
 -- logit k is the mean of channel k.  The evidence for class 1 is where the

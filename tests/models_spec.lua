@@ -9,6 +9,8 @@ local cjson = require "cjson"
 local autoencoder100 = require "autoencoder100"
 local unet = require "unet"
 local masked = require "masked"
+local check = require "helpers.check"
+local max_diff, raises = check.max_diff, check.raises
 
 local tmpdir
 setup(function()
@@ -19,14 +21,6 @@ end)
 teardown(function()
     if tmpdir then os.execute("rm -rf '" .. tmpdir .. "'") end
 end)
-
-local function max_diff(a, b) return (a - b):abs():max():item() end
-
-local function raises(fn, ...)
-    local ok, err = pcall(fn)
-    assert.is_false(ok, "expected an error")
-    for _, want in ipairs{ ... } do assert.matches(want, tostring(err), 1, true) end
-end
 
 -- conv k x k from cin to cout (+ bias)
 local function conv(cin, cout, k, bias) return cin * cout * k * k + (bias == false and 0 or cout) end
