@@ -2,6 +2,8 @@
 --   local check = require "helpers.check"
 --   check.max_diff(a, b)               largest absolute difference of two tensors
 --   check.raises(fn, "part", ...)      fn must fail, its message containing every part
+local assert = require "luassert"
+
 local M = {}
 
 function M.max_diff(a, b) return (a - b):abs():max():item() end
