@@ -23,6 +23,7 @@ local callbacks = require "whorl.callbacks"
 local gradcam = require "whorl.gradcam"
 local plot = require "whorl.plot"
 local report = require "whorl.report"
+local files = require "whorl.files"
 local classifier = require "classifier"
 
 local parser = argparse("classify", "Classify fingerprint patterns (Henry classes) with a small CNN.")
@@ -52,13 +53,7 @@ for i, c in ipairs(classes) do class_id[c] = i end
 local function mkdir(path) assert(os.execute("mkdir -p '" .. path .. "'"), "cannot create " .. path) end
 mkdir(args.out)
 
-local function write_atomic(path, text)
-    local tmp = path .. ".tmp"
-    local f = assert(io.open(tmp, "w"))
-    f:write(text)
-    f:close()
-    assert(os.rename(tmp, path))
-end
+local function write_atomic(path, text) files.write_atomic(path, text, "classify") end
 
 -- Prints and their labels (a float tensor of 1-based class ids, and infos).
 local function labelled(images, infos, labels, all_infos)

@@ -28,6 +28,7 @@
 -- for any safetensors file of F32, F64 or U8 tensors.
 local whorl = require "whorl"
 local cjson = require "cjson"
+local files = require "whorl.files"
 
 local M = {}
 
@@ -167,34 +168,6 @@ local function checksum(entries, metadata)
     return string.format("%016x", h)
 end
 
--- Writes bytes to path through a temporary file in the same folder.
-local function write_atomically(path, chunks, who)
-    local tmp = string.format("%s.tmp-%d-%d", path, os.time(), math.random(0, 1 << 30))
-    local f, err = io.open(tmp, "wb")
-    if not f then
-        error(string.format("%s: cannot write '%s': %s", who, path, tostring(err)), 0)
-    end
-    for _, c in ipairs(chunks) do
-        local ok, werr = f:write(c)
-        if not ok then
-            f:close()
-            os.remove(tmp)
-            error(string.format("%s: writing '%s' failed: %s", who, path, tostring(werr)), 0)
-        end
-    end
-    local ok, cerr = f:close()
-    if not ok then
-        os.remove(tmp)
-        error(string.format("%s: writing '%s' failed: %s", who, path, tostring(cerr)), 0)
-    end
-    local renamed, rerr = os.rename(tmp, path)
-    if not renamed then
-        os.remove(tmp)
-        error(string.format("%s: cannot move the new file over '%s': %s", who, path,
-            tostring(rerr)), 0)
-    end
-end
-
 -- entries: a list of {name, tensor}; metadata: string -> string (may be nil).
 -- A whorl checkpoint's metadata gets its checksum here.
 function M.write(path, entries, metadata, who)
@@ -240,7 +213,7 @@ function M.write(path, entries, metadata, who)
     json = json .. string.rep(" ", (8 - #json % 8) % 8)
     local chunks = { string.pack("<I8", #json), json }
     for _, it in ipairs(items) do chunks[#chunks + 1] = it.bytes end
-    write_atomically(path, chunks, who)
+    files.write_atomic(path, chunks, who)
 end
 
 local function is_count(v)

@@ -23,42 +23,21 @@
 --       {names = {"epoch", ...}, epoch = {...}, loss = {...}, ...}
 local cjson = require "cjson"
 local plot = require "whorl.plot"
+local files = require "whorl.files"
 
 local report = {}
 
 -- ---- files ----------------------------------------------------------------------------
 
-local function exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() end
-    return f ~= nil
-end
+local exists = files.exists
 
 local function read_file(path)
-    local f, err = io.open(path, "rb")
-    if not f then error(string.format("report: cannot read '%s': %s", path, err), 0) end
-    local s = f:read("a")
-    f:close()
+    local s, err = files.read(path)
+    if not s then error(string.format("report: cannot read '%s': %s", path, err), 0) end
     return s
 end
 
--- Writes s to a temporary file beside path, then renames it over path.
-local function write_atomic(path, s)
-    local tmp = string.format("%s.tmp-%d-%d", path, os.time(), math.random(0, 1 << 30))
-    local f, err = io.open(tmp, "wb")
-    if not f then error(string.format("report: cannot write '%s': %s", path, err), 0) end
-    local ok, werr = f:write(s)
-    local closed, cerr = f:close()
-    if not ok or not closed then
-        os.remove(tmp)
-        error(string.format("report: cannot write '%s': %s", path, werr or cerr), 0)
-    end
-    local renamed, rerr = os.rename(tmp, path)
-    if not renamed then
-        os.remove(tmp)
-        error(string.format("report: cannot write '%s': %s", path, rerr), 0)
-    end
-end
+local function write_atomic(path, s) files.write_atomic(path, s, "report") end
 
 local function read_json(path)
     local ok, v = pcall(cjson.decode, read_file(path))

@@ -27,6 +27,7 @@
 local cjson = require "cjson"
 local whorl = require "whorl"
 local checkpoint = require "whorl.checkpoint"
+local files = require "whorl.files"
 
 local M = {}
 
@@ -276,29 +277,9 @@ end
 
 -- ---- running ---------------------------------------------------------------------------------
 
-local function exists(path)
-    local f = io.open(path, "rb")
-    if f then f:close() end
-    return f ~= nil
-end
+local exists, read_all = files.exists, files.read
 
-local function read_all(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
-
-local function write_atomically(path, text)
-    local tmp = path .. ".tmp"
-    local f, err = io.open(tmp, "wb")
-    if not f then fail("cannot write %s: %s", path, tostring(err)) end
-    f:write(text)
-    f:close()
-    local ok, rerr = os.rename(tmp, path)
-    if not ok then fail("cannot write %s: %s", path, tostring(rerr)) end
-end
+local function write_atomically(path, text) files.write_atomic(path, text, "whorl sweep") end
 
 local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 

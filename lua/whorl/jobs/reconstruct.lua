@@ -17,6 +17,7 @@ local whorl = require "whorl"
 local optim = require "whorl.optim"
 local losses = require "whorl.losses"
 local checkpoint = require "whorl.checkpoint"
+local files = require "whorl.files"
 
 local M = {}
 
@@ -98,10 +99,8 @@ local function show(v)
 end
 
 function M.read_json(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local text = f:read("a")
-    f:close()
+    local text = files.read(path)
+    if not text then return nil end
     local v, err = checkpoint.json_decode(text)
     if type(v) ~= "table" then fail("%s is not valid JSON: %s", path, tostring(err)) end
     return v
@@ -109,12 +108,7 @@ end
 
 -- Writes v as JSON (sorted keys, exact numbers) through a temporary file.
 function M.write_json(path, v)
-    local tmp = path .. ".tmp"
-    local f = assert(io.open(tmp, "wb"))
-    f:write(checkpoint.json_encode(v, path), "\n")
-    f:close()
-    local ok, err = os.rename(tmp, path)
-    if not ok then fail("cannot write %s: %s", path, tostring(err)) end
+    files.write_atomic(path, { checkpoint.json_encode(v, path), "\n" }, "reconstruct")
 end
 
 local function check_positive_integer(o, key)
