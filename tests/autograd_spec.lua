@@ -1,15 +1,8 @@
 -- Autograd from Lua: backward, gradients of leaves and intermediates,
 -- whorl.grad, grad modes, detach and the errors of misuse.
 local whorl = require "whorl"
-
-local function raises(fn, ...)
-    local ok, err = pcall(fn)
-    assert.is_false(ok, "expected an error")
-    err = tostring(err)
-    for _, frag in ipairs({ ... }) do
-        assert.truthy(err:find(frag, 1, true), string.format("error %q lacks %q", err, frag))
-    end
-end
+local check = require "helpers.check"
+local raises = check.raises
 
 local function leaf(values)
     return whorl.tensor(values, { dtype = "double", requires_grad = true })

@@ -10,22 +10,14 @@ local checkpoint = require "whorl.checkpoint"
 local autoencoder = require "autoencoder224"
 local files = require "helpers.files"
 local slurp, spit, same_state = files.slurp, files.spit, files.same_state
+local check = require "helpers.check"
+local raises = check.raises
 
 local HERE = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local FIXTURE = HERE .. "fixtures/safetensors/python_written.safetensors"
 
 local tmpdir
 local function tmp(name) return tmpdir .. "/" .. name end
-
-local function raises(fn, ...)
-    local ok, err = pcall(fn)
-    assert.is_false(ok, "expected an error")
-    err = tostring(err)
-    for _, frag in ipairs({ ... }) do
-        assert.truthy(err:find(frag, 1, true), string.format("error %q lacks %q", err, frag))
-    end
-    return err
-end
 
 -- A small model trained a few RMSprop steps, so the optimizer has slots.
 local function trained(seed)

@@ -1,15 +1,8 @@
 -- Elementwise ops from Lua: values, broadcasting, gradients, in-place updates.
 local whorl = require "whorl"
 local gradcheck = require "helpers.gradcheck"
-
-local function raises(fn, ...)
-    local ok, err = pcall(fn)
-    assert.is_false(ok, "expected an error")
-    err = tostring(err)
-    for _, frag in ipairs({ ... }) do
-        assert.truthy(err:find(frag, 1, true), string.format("error %q lacks %q", err, frag))
-    end
-end
+local check = require "helpers.check"
+local raises = check.raises
 
 local function assert_close(expected, t, tol)
     local got = gradcheck.flat(t)

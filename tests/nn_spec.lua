@@ -5,19 +5,8 @@ local whorl = require "whorl"
 local nn = require "whorl.nn"
 local cjson = require "cjson"
 local autoencoder = require "autoencoder224"
-
-local function raises(fn, ...)
-    local ok, err = pcall(fn)
-    assert.is_false(ok, "expected an error")
-    err = tostring(err)
-    for _, frag in ipairs({ ... }) do
-        assert.truthy(err:find(frag, 1, true), string.format("error %q lacks %q", err, frag))
-    end
-end
-
-local function max_diff(a, b)
-    return (a - b):abs():max():item()
-end
+local check = require "helpers.check"
+local raises, max_diff = check.raises, check.max_diff
 
 local function same_bits(a, b)
     return a:contiguous():bytes() == b:contiguous():bytes()

@@ -7,17 +7,10 @@ local nn = require "whorl.nn"
 local optim = require "whorl.optim"
 local cjson = require "cjson"
 local autoencoder = require "autoencoder224"
+local check = require "helpers.check"
+local raises = check.raises
 
 local HERE = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-
-local function raises(fn, ...)
-    local ok, err = pcall(fn)
-    assert.is_false(ok, "expected an error")
-    err = tostring(err)
-    for _, frag in ipairs({ ... }) do
-        assert.truthy(err:find(frag, 1, true), string.format("error %q lacks %q", err, frag))
-    end
-end
 
 local ref
 do

@@ -11,6 +11,8 @@ local autoencoder = require "autoencoder224"
 
 local shell = require "helpers.shell"
 local tmpdir, run, exists = shell.tmpdir, shell.run, shell.exists
+local check = require "helpers.check"
+local max_diff = check.max_diff
 
 -- A model whose output is its input: a 1x1 convolution with weight 1.
 local function identity_model(size)
@@ -22,8 +24,6 @@ local function identity_model(size)
     end)
     return model
 end
-
-local function max_diff(a, b) return (a - b):abs():max():item() end
 
 describe("whorl restore tiling", function()
     it("covers every pixel with tiles that share at least the overlap", function()

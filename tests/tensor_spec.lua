@@ -1,17 +1,7 @@
 -- Tensors from Lua: creation, dtypes, indexing, views, printing, errors.
 local whorl = require "whorl"
-
--- Asserts that fn raises an error whose message contains every fragment.
-local function raises(fn, ...)
-    local ok, err = pcall(fn)
-    assert.is_false(ok, "expected an error")
-    err = tostring(err)
-    for _, frag in ipairs({ ... }) do
-        assert.truthy(err:find(frag, 1, true),
-            string.format("error %q lacks %q", err, frag))
-    end
-    return err
-end
+local check = require "helpers.check"
+local raises = check.raises
 
 describe("creation", function()
     it("zeros, ones, full and empty take sizes as numbers or a table", function()

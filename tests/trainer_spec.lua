@@ -11,6 +11,8 @@ local progress = require "whorl.progress"
 local autoencoder = require "autoencoder224"
 local files = require "helpers.files"
 local slurp, weights_equal = files.slurp, files.same_state
+local check = require "helpers.check"
+local raises = check.raises
 
 local tmpdir
 local function tmp(name) return tmpdir .. "/" .. name end
@@ -24,16 +26,6 @@ end)
 teardown(function()
     if tmpdir then os.execute("rm -rf '" .. tmpdir .. "'") end
 end)
-
-local function raises(fn, ...)
-    local ok, err = pcall(fn)
-    assert.is_false(ok, "expected an error")
-    err = tostring(err)
-    for _, frag in ipairs({ ... }) do
-        assert.truthy(err:find(frag, 1, true), string.format("error %q lacks %q", err, frag))
-    end
-    return err
-end
 
 -- A file-like object that keeps what is written.
 local function sink()
