@@ -38,31 +38,21 @@ local nn = require "whorl.nn"
 
 local DEFAULTS = { input_size = 100, channels = 1, filters = { 32, 64 }, kernel_size = 3 }
 
-local ALLOWED = { input_size = true, channels = true, filters = true, kernel_size = true,
-    seed = true, name = true, dtype = true }
-
-local function build(o)
-    local filters, k, dtype = o.filters, o.kernel_size, o.dtype
-    local function conv(cin, cout, act)
-        return nn.Conv2d(cin, cout, k, { padding = "same", activation = act, dtype = dtype })
-    end
-    local size = o.input_size
-    if type(size) == "number" then size = { size, size } end
-    local layers = { nn.Input{ shape = { o.channels, size[1], size[2] } } }
-    local cin = o.channels
-    for _, f in ipairs(filters) do                       -- encoder
-        layers[#layers + 1] = conv(cin, f, "relu")
-        layers[#layers + 1] = nn.MaxPool2d(2)
+-- Encoder: each width, then a halving; decoder: the widths again, last first,
+-- each followed by a doubling.
+local function body(o, conv, add)
+    local filters, cin = o.filters, o.channels
+    for _, f in ipairs(filters) do
+        add(conv(cin, f, "relu"))
+        add(nn.MaxPool2d(2))
         cin = f
     end
-    for i = #filters, 1, -1 do                           -- decoder
-        layers[#layers + 1] = conv(cin, filters[i], "relu")
-        layers[#layers + 1] = nn.Upsample{ scale = 2 }
+    for i = #filters, 1, -1 do
+        add(conv(cin, filters[i], "relu"))
+        add(nn.Upsample{ scale = 2 })
         cin = filters[i]
     end
-    layers[#layers + 1] = conv(cin, o.channels, "sigmoid")
-    layers.name = o.name or nn.unique_name("functional")
-    return nn.Sequential(layers)
+    return cin
 end
 
-return require("autoencoder_options")("autoencoder100", DEFAULTS, ALLOWED, function(o) return #o.filters end, build)
+return require("autoencoder_options")("autoencoder100", DEFAULTS, function(o) return #o.filters end, body)

@@ -28,36 +28,24 @@ local nn = require "whorl.nn"
 
 local DEFAULTS = { input_size = 224, channels = 1, filters = { 32, 64, 128 }, kernel_size = 3 }
 
-local ALLOWED = { input_size = true, channels = true, filters = true, kernel_size = true,
-    seed = true, name = true, dtype = true }
-
-local function build(o)
-    local filters, k, dtype = o.filters, o.kernel_size, o.dtype
-    local function conv(cin, cout, act)
-        return nn.Conv2d(cin, cout, k, { padding = "same", activation = act, dtype = dtype })
-    end
-    local size = o.input_size
-    if type(size) == "number" then size = { size, size } end
-    local layers = { nn.Input{ shape = { o.channels, size[1], size[2] } } }
-    -- encoder
-    local cin = o.channels
+local function body(o, conv, add)
+    local filters, cin = o.filters, o.channels
+    -- encoder: a halving between consecutive widths
     for i, f in ipairs(filters) do
-        layers[#layers + 1] = conv(cin, f, "relu")
-        if i < #filters then layers[#layers + 1] = nn.MaxPool2d(2) end
+        add(conv(cin, f, "relu"))
+        if i < #filters then add(nn.MaxPool2d(2)) end
         cin = f
     end
     -- decoder: the deepest width again, then back up without the first
-    layers[#layers + 1] = conv(cin, filters[#filters], "relu")
+    add(conv(cin, filters[#filters], "relu"))
     cin = filters[#filters]
     for i = #filters - 1, 2, -1 do
-        layers[#layers + 1] = nn.Upsample{ scale = 2 }
-        layers[#layers + 1] = conv(cin, filters[i], "relu")
+        add(nn.Upsample{ scale = 2 })
+        add(conv(cin, filters[i], "relu"))
         cin = filters[i]
     end
-    if #filters > 1 then layers[#layers + 1] = nn.Upsample{ scale = 2 } end
-    layers[#layers + 1] = conv(cin, o.channels, "sigmoid")
-    layers.name = o.name or nn.unique_name("functional")
-    return nn.Sequential(layers)
+    if #filters > 1 then add(nn.Upsample{ scale = 2 }) end
+    return cin
 end
 
-return require("autoencoder_options")("autoencoder224", DEFAULTS, ALLOWED, function(o) return #o.filters - 1 end, build)
+return require("autoencoder_options")("autoencoder224", DEFAULTS, function(o) return #o.filters - 1 end, body)
