@@ -10,6 +10,7 @@ local checkpoint = require "whorl.checkpoint"
 local autoencoder = require "autoencoder224"
 local files = require "helpers.files"
 local slurp, spit, same_state = files.slurp, files.spit, files.same_state
+local shell = require "helpers.shell"
 local check = require "helpers.check"
 local raises = check.raises
 
@@ -34,15 +35,8 @@ local function trained(seed)
     return m, opt, x
 end
 
-setup(function()
-    local p = io.popen("mktemp -d")
-    tmpdir = p:read("l")
-    p:close()
-end)
-
-teardown(function()
-    if tmpdir then os.execute("rm -rf '" .. tmpdir .. "'") end
-end)
+setup(function() tmpdir = shell.tmpdir() end)
+teardown(function() if tmpdir then shell.remove(tmpdir) end end)
 
 describe("whorl.save / whorl.load", function()
     it("round-trips model, optimizer, loss, epoch, history and RNG state", function()

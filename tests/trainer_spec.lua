@@ -11,21 +11,15 @@ local progress = require "whorl.progress"
 local autoencoder = require "autoencoder224"
 local files = require "helpers.files"
 local slurp, weights_equal = files.slurp, files.same_state
+local shell = require "helpers.shell"
 local check = require "helpers.check"
 local raises = check.raises
 
 local tmpdir
 local function tmp(name) return tmpdir .. "/" .. name end
 
-setup(function()
-    local p = io.popen("mktemp -d")
-    tmpdir = p:read("l")
-    p:close()
-end)
-
-teardown(function()
-    if tmpdir then os.execute("rm -rf '" .. tmpdir .. "'") end
-end)
+setup(function() tmpdir = shell.tmpdir() end)
+teardown(function() if tmpdir then shell.remove(tmpdir) end end)
 
 -- A file-like object that keeps what is written.
 local function sink()
