@@ -36,7 +36,16 @@
 -- out_channels (depth 2, filters 16, kernel_size 3, batch_norm false,
 -- channels 1, up "upsample", seed, name, dtype), and mask_bias (0), the
 -- mask head's initial bias (-2: the model starts by passing its input
--- through, m = 0.12).  Registered as
+-- through, m = 0.12), and three that help the content keep the print's
+-- detail (all false by default, so older checkpoints load unchanged):
+--   standardize  the trunk sees x beside x scaled to zero mean and unit
+--                deviation per image (faint or washed-out prints look like
+--                any other; x itself still shows the mask head the damage)
+--   input_skip   both heads see the trunk's input beside its features
+--                (a ridge can be copied or rescaled straight through)
+--   residual     the content head draws a change to x, clamp(x + d, 0, 1),
+--                starting at zero, instead of the content itself
+-- Registered as
 -- "MaskedUNet" with module = "masked", so whorl.load rebuilds it.
 local whorl = require "whorl"
 local nn = require "whorl.nn"
@@ -51,25 +60,38 @@ local TRUNK = { depth = true, filters = true, kernel_size = true, batch_norm = t
 local function build(self, trunk_opts, o)
     self.trunk = UNet(trunk_opts)
     local f = self.trunk.features
+    -- with input_skip the heads also see the trunk's input itself: the
+    -- content can then copy a ridge straight through (or rescale a faint
+    -- one) instead of redrawing it from the trunk's smoother features
+    if o.input_skip then f = f + (math.tointeger(trunk_opts.channels) or 1) end
     -- the mask starts near sigmoid(mask_bias) everywhere: with a negative
     -- bias the untrained model passes its input through (a damaged print
     -- is a better first guess than the untrained content head's grey)
     self.mask_head = nn.Conv2d(f, 1, 1, { activation = "sigmoid", dtype = o.dtype,
         bias_initializer = { type = "constant", value = o.mask_bias or 0 } })
-    self.content_head = nn.Conv2d(f, math.tointeger(o.channels) or 1, 1, { activation = "sigmoid", dtype = o.dtype })
+    -- a residual content head draws the change to the input (no activation,
+    -- starting at zero), so content = input where it has learnt nothing
+    self.content_head = nn.Conv2d(f, math.tointeger(o.channels) or 1, 1, o.residual
+        and { dtype = o.dtype, kernel_initializer = { type = "zeros" } }
+        or { activation = "sigmoid", dtype = o.dtype })
 end
 
 function Masked:__init(opts)
     opts = opts or {}
     if type(opts) ~= "table" then error("masked: options must be a table", 2) end
     local trunk_opts = { head = false }
+    self.standardize = opts.standardize and true or false
+    self.input_skip = opts.input_skip and true or false
+    self.residual = opts.residual and true or false
     for k, v in pairs(opts) do
         if TRUNK[k] then
             trunk_opts[k] = v
-        elseif k ~= "seed" and k ~= "name" and k ~= "mask_bias" then
+        elseif k ~= "seed" and k ~= "name" and k ~= "mask_bias" and k ~= "standardize"
+            and k ~= "input_skip" and k ~= "residual" then
             error(string.format("masked: unknown option '%s'", tostring(k)), 2)
         end
     end
+    if self.standardize then trunk_opts.channels = 2 * (math.tointeger(opts.channels) or 1) end
     if opts.seed ~= nil then
         nn.init.with_seed(math.tointeger(opts.seed) or opts.seed, build, self, trunk_opts, opts)
     else
@@ -77,10 +99,23 @@ function Masked:__init(opts)
     end
 end
 
+-- x beside itself scaled to zero mean and unit deviation per image and
+-- channel: faint and washed-out prints then look like any other to the
+-- trunk, while x itself still tells the mask head what the damage did.
+local function with_standardized(x)
+    local mean = x:mean({ 3, 4 }, true)
+    local centred = x - mean
+    local deviation = (centred * centred):mean({ 3, 4 }, true):sqrt()
+    return whorl.cat({ x, centred / (deviation + 1e-3) }, 2)
+end
+
 function Masked:forward(x)
-    local h = self.trunk(x)
+    local input = self.standardize and with_standardized(x) or x
+    local h = self.trunk(input)
+    if self.input_skip then h = whorl.cat({ h, input }, 2) end
     local m = self.mask_head(h)
     local c = self.content_head(h)
+    if self.residual then c = (x + c):clamp(0, 1) end
     local out = m * c + (1 - m) * x
     rawset(self, "last_mask", m)
     rawset(self, "last_content", c)

@@ -171,11 +171,16 @@ describe("unet", function()
 end)
 
 describe("masked", function()
+    -- the parameters of the trunk of masked{depth = 1, filters = 2} fed
+    -- `channels` input channels: two blocks down, one up after the skip
+    local function small_trunk(channels)
+        return conv(channels, 2, 3) + conv(2, 2, 3) + conv(2, 4, 3) + conv(4, 4, 3)
+            + conv(6, 2, 3) + conv(2, 2, 3)
+    end
+
     it("has a shared trunk, two heads and the parameters counted by hand", function()
         local m = masked{ depth = 1, filters = 2, seed = 1 }
-        local trunk = conv(1, 2, 3) + conv(2, 2, 3) + conv(2, 4, 3) + conv(4, 4, 3)
-            + conv(6, 2, 3) + conv(2, 2, 3)
-        assert.are.equal(trunk + conv(2, 1, 1) + conv(2, 1, 1), m:count_params())
+        assert.are.equal(small_trunk(1) + conv(2, 1, 1) + conv(2, 1, 1), m:count_params())
         local x = whorl.rand({ 2, 1, 16, 16 })
         local out, mask, content = m(x)
         assert.are.same({ 2, 1, 16, 16 }, out:size())
@@ -229,6 +234,60 @@ describe("masked", function()
         local m = masked{ depth = 2, filters = 2, seed = 5 }
         round_trip(m, x)
         fresh_load(m, x, "masked.safetensors")
+    end)
+
+    it("standardize: the trunk also sees each image at zero mean and unit deviation", function()
+        local m = masked{ depth = 1, filters = 2, seed = 7, standardize = true }
+        assert.are.equal(small_trunk(2) + conv(2, 1, 1) + conv(2, 1, 1), m:count_params())
+        -- without the raw channel the trunk cannot tell a print from a fainter,
+        -- shifted copy of it: the content is the same for both
+        local first = m.trunk:parameters()[1]
+        whorl.no_grad(function() first:narrow(2, 1, 1):zero_() end)
+        local x = whorl.rand({ 2, 1, 16, 16 })
+        local _, _, c1 = m(x)
+        local _, _, c2 = m(x * 0.3 + 0.5)
+        -- (up to the 1e-3 that guards the deviation of a blank image)
+        assert.is_true(max_diff(c1, c2) < 5e-3, "content moved by " .. max_diff(c1, c2))
+        -- while the raw channel still tells them apart
+        local m2 = masked{ depth = 1, filters = 2, seed = 7, standardize = true }
+        local _, _, d1 = m2(x)
+        local _, _, d2 = m2(x * 0.3 + 0.5)
+        assert.is_true(max_diff(d1, d2) > 10 * max_diff(c1, c2), "raw channel moved it by " .. max_diff(d1, d2))
+    end)
+
+    it("input_skip: the heads see the trunk's input beside its features", function()
+        local m = masked{ depth = 1, filters = 2, seed = 8, input_skip = true, standardize = true }
+        assert.are.equal(small_trunk(2) + conv(4, 1, 1) + conv(4, 1, 1), m:count_params())
+        local x = whorl.rand({ 2, 1, 16, 16 })
+        local out, mask, content = m(x)
+        assert.are.same({ 2, 1, 16, 16 }, out:size())
+        assert.is_true(max_diff(out, mask * content + (1 - mask) * x) < 1e-6)
+    end)
+
+    it("residual: the content is the input plus a learnt change, zero at the start", function()
+        local m = masked{ depth = 1, filters = 2, seed = 9, residual = true }
+        local x = whorl.rand({ 2, 1, 16, 16 })
+        local out, _, content = m(x)
+        assert.is_true(max_diff(content, x) < 1e-6)
+        assert.is_true(max_diff(out, x) < 1e-6)
+        -- the change is clamped into the image range, and trains the head
+        whorl.no_grad(function() m.content_head.bias:fill_(0.7) end)
+        out, _, content = m(x)
+        assert.is_true(max_diff(content, (x + 0.7):clamp(0, 1)) < 1e-6)
+        assert.is_true(content:max():item() <= 1)
+        whorl.no_grad(function() m.content_head.bias:fill_(0) end)
+        local y = whorl.rand({ 2, 1, 16, 16 })
+        masked.loss{ model = m, content_weight = 1 }(m(x), y):backward()
+        assert.is_true(m.content_head.weight.grad:abs():sum():item() > 0)
+    end)
+
+    it("keeps standardize, input_skip and residual through config and save/load", function()
+        local x = whorl.rand({ 2, 1, 16, 16 })
+        local m = masked{ depth = 2, filters = 2, seed = 10, standardize = true, input_skip = true,
+            residual = true }
+        whorl.no_grad(function() m.content_head.bias:fill_(0.05) end)
+        round_trip(m, x)
+        fresh_load(m, x, "masked_options.safetensors")
     end)
 
     it("learns on synthetic damaged prints with their masks: the loss goes down", function()
