@@ -125,6 +125,31 @@ describe("whorl.fingerprint score statistics", function()
             assert(r.minutiae.damaged.precision < 1 or r.minutiae.damaged.recall < 1)
         end)
 
+        it("lists each genuine score with scores = true, in image order", function()
+            local clean = whorl.synth.batch{count = 4, size = 128, dpi = 500, seed = 12, info = false}
+            local damaged = whorl.synth.damage(clean, {"erasure", "smudge"}, {level = "hard", seed = 6})
+            local opts = {clean = clean, damaged = damaged, restored = clean, dpi = 500}
+            local plain = fp.evaluate(opts)
+            assert.is_nil(plain.genuine.damaged.scores)
+            opts.scores = true
+            local r = fp.evaluate(opts)
+            for _, side in ipairs{"damaged", "restored"} do
+                local scores = r.genuine[side].scores
+                assert.are.equal(4, #scores)
+                local sum = 0
+                for _, v in ipairs(scores) do sum = sum + v end
+                close(sum / 4, r.genuine[side].mean, 1e-12, side .. " mean of the scores")
+            end
+            -- in image order: damage only prints 3 and 4, and only their scores drop
+            opts.damaged = whorl.cat({clean:narrow(1, 1, 2), damaged:narrow(1, 3, 2)}, 1)
+            r = fp.evaluate(opts)
+            local d, c = r.genuine.damaged.scores, r.genuine.restored.scores
+            close(d[1], c[1], 0, "undamaged print 1")
+            close(d[2], c[2], 0, "undamaged print 2")
+            assert(d[3] < c[3] - 0.05 and d[4] < c[4] - 0.05,
+                   ("damaged prints 3, 4: %.3f, %.3f against %.3f, %.3f"):format(d[3], d[4], c[3], c[4]))
+        end)
+
         it("takes templates instead of images, and checks its options", function()
             local t = {minutiae = {}}
             local img = whorl.zeros({2, 32, 32})

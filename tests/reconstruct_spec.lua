@@ -74,7 +74,20 @@ describe("whorl reconstruct", function()
         assert.are.equal(config.params, m.params)
         assert.are.equal(4, m.test_images)
         assert.are.equal(1, m.epochs)
-        if m.identity then assert.is_table(m.identity.genuine) end
+        if m.identity then
+            assert.is_table(m.identity.genuine)
+            assert.is_nil(m.identity.genuine.restored.scores, "per-print scores belong in by_damage only")
+            -- the genuine means per damage kind cover every test print
+            local known, count = {}, 0
+            for _, kind in ipairs(whorl.synth.damage_kinds) do known[kind] = true end
+            for kind, k in pairs(m.identity.by_damage) do
+                assert.is_true(known[kind], "unknown damage kind " .. kind)
+                assert.is_number(k.damaged)
+                assert.is_number(k.restored)
+                count = count + k.count
+            end
+            assert.are.equal(m.test_images, count)
+        end
 
         -- the checkpoint rebuilds the model without the job
         local model = whorl.load(dir .. "/model.safetensors")

@@ -31,6 +31,9 @@
 --       extracted minutiae of damaged/restored paired one-to-one with those
 --       of clean within pair_distance pixels (scaled by dpi/500) and
 --       pair_angle radians (fp.pair), summed over all images.
+--       scores = true adds genuine.{damaged,restored}.scores, the score of
+--       each genuine comparison in order (image i's first; with
+--       same_finger=false exactly one per image).
 --       templates = {clean=, damaged=, restored=}: lists of templates (as
 --       fp.extract returns) to use instead of extracting from the images.
 --       clean.minutiae is the mean number of minutiae of a clean print and
@@ -71,7 +74,7 @@ end
 local EVALUATE_OPTIONS = {
     clean = true, damaged = true, restored = true, fingers = true, dpi = true, fmr = true,
     impostor_fingers = true, same_finger = true, templates = true, pair_distance = true,
-    pair_angle = true,
+    pair_angle = true, scores = true,
 }
 
 -- An N x H x W view of N x H x W or N x 1 x H x W images; errors name the argument.
@@ -222,7 +225,8 @@ function fp.evaluate(opts)
                                      {dpi = dpi, pairs = genuine_pairs}):totable()
         impostor[side] = fp.match_all(cylinders[side], cylinders.clean,
                                       {dpi = dpi, pairs = impostor_pairs}):totable()
-        result.genuine[side] = {mean = mean(genuine[side]), count = #genuine[side]}
+        result.genuine[side] = {mean = mean(genuine[side]), count = #genuine[side],
+                                scores = opts.scores and genuine[side] or nil}
         result.eer[side] = (fp.eer(genuine[side], impostor[side]))
         result.minutiae[side] = minutiae_rates(templates[side], templates.clean,
                                                (opts.pair_distance or 15) * dpi / 500,

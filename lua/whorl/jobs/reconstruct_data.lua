@@ -6,7 +6,8 @@
 --                 (whorl.augment), or fixed pairs ({x, y[, weight]})
 --   sets.valid    {x, y[, weight]}: one fixed draw, so val_loss compares across epochs
 --   sets.test     {clean, damaged, mask (N,1,H,W), fingers = {finger number per print}
---                 or nil when the names give no finger, about = a line}
+--                 or nil when the names give no finger, kinds = {the damage kind of
+--                 each print} when the damage was made here, about = a line}
 --   sets.about    a line saying what the data is
 -- The weight (the visible damage: M.visible) goes with the batches only for
 -- the masked model, whose loss learns the mask from it (models/masked.lua).
@@ -78,8 +79,9 @@ local function from_clean(o, train_clean, valid_clean, test_clean, with_mask)
     end
     local vx, vmask = whorl.synth.damage(valid_clean, "random", { level = "random", seed = o.seed + 1 })
     sets.valid = { x = vx, y = valid_clean, weight = with_mask and M.visible(vmask, vx, valid_clean) or nil }
-    local tx, tmask = whorl.synth.damage(test_clean, "random", { level = "random", seed = o.seed + 1001 })
-    sets.test = { clean = test_clean, damaged = tx, mask = tmask }
+    local tx, tmask, choices = whorl.synth.damage(test_clean, "random", { level = "random", seed = o.seed + 1001 })
+    sets.test = { clean = test_clean, damaged = tx, mask = tmask, kinds = {} }
+    for i, c in ipairs(choices) do sets.test.kinds[i] = c.kind end
     return sets
 end
 

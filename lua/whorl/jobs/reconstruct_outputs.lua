@@ -83,8 +83,24 @@ function M.scores(test, restored)
     return metrics
 end
 
+-- The mean genuine scores of damaged and restored prints per damage kind:
+-- where restoring helps the matcher and where it costs it.
+local function by_damage(kinds, genuine)
+    local out = {}
+    for i, kind in ipairs(kinds) do
+        local k = out[kind] or { count = 0, damaged = 0, restored = 0 }
+        k.count = k.count + 1
+        k.damaged = k.damaged + genuine.damaged.scores[i]
+        k.restored = k.restored + genuine.restored.scores[i]
+        out[kind] = k
+    end
+    for _, k in pairs(out) do k.damaged, k.restored = k.damaged / k.count, k.restored / k.count end
+    return out
+end
+
 -- Identity: fp.evaluate over the test prints (genuine and impostor match
--- scores of damaged and restored prints against the clean ones), or nil.
+-- scores of damaged and restored prints against the clean ones, and with
+-- test.kinds their means per damage kind: by_damage), or nil.
 function M.identity(test, restored, dpi)
     local fp, why = optional("whorl.fingerprint", "evaluate")
     if not fp then return nil, why end
@@ -92,8 +108,10 @@ function M.identity(test, restored, dpi)
     local s = test.clean:size()
     local function planes(t) return t:contiguous():view(s[1], s[3], s[4]) end
     local ok, res = pcall(fp.evaluate, { clean = planes(test.clean), damaged = planes(test.damaged),
-        restored = planes(restored), fingers = test.fingers, dpi = dpi, fmr = { 0.01, 0.001 } })
+        restored = planes(restored), fingers = test.fingers, dpi = dpi, fmr = { 0.01, 0.001 }, scores = true })
     if not ok then return nil, "fp.evaluate failed: " .. tostring(res) end
+    if test.kinds then res.by_damage = by_damage(test.kinds, res.genuine) end
+    res.genuine.damaged.scores, res.genuine.restored.scores = nil, nil
     return res
 end
 
@@ -241,6 +259,17 @@ function M.print_scores(metrics, about)
         local clean = id.clean or {}
         print(("(impostor mean score %.3f; a clean print has %.1f minutiae on average, %.0f%% at least one)")
             :format(id.impostor.mean, clean.minutiae or 0 / 0, 100 * (clean.matchable or 0 / 0)))
+        if id.by_damage then
+            print("\nGenuine score by damage kind:")
+            print(("%-18s %6s %9s %9s"):format("damage", "prints", "damaged", "restored"))
+            local kinds = {}
+            for kind in pairs(id.by_damage) do kinds[#kinds + 1] = kind end
+            table.sort(kinds)
+            for _, kind in ipairs(kinds) do
+                local k = id.by_damage[kind]
+                print(("%-18s %6d %9.3f %9.3f"):format(kind, k.count, k.damaged, k.restored))
+            end
+        end
     end
 end
 
