@@ -45,6 +45,10 @@
 --                (a ridge can be copied or rescaled straight through)
 --   residual     the content head draws a change to x, clamp(x + d, 0, 1),
 --                starting at zero, instead of the content itself
+--   affine       the content head draws a gain a and an offset b per pixel,
+--                content = clamp(a * s + b, 0, 1) with s the standardized
+--                input (x without standardize): a faint print is restored
+--                exactly by a constant gain, a missing region by b alone
 -- Registered as
 -- "MaskedUNet" with module = "masked", so whorl.load rebuilds it.
 local whorl = require "whorl"
@@ -71,9 +75,21 @@ local function build(self, trunk_opts, o)
         bias_initializer = { type = "constant", value = o.mask_bias or 0 } })
     -- a residual content head draws the change to the input (no activation,
     -- starting at zero), so content = input where it has learnt nothing
-    self.content_head = nn.Conv2d(f, math.tointeger(o.channels) or 1, 1, o.residual
-        and { dtype = o.dtype, kernel_initializer = { type = "zeros" } }
-        or { activation = "sigmoid", dtype = o.dtype })
+    local channels = math.tointeger(o.channels) or 1
+    if o.affine then
+        -- a gain and an offset per pixel and channel, starting at a clean
+        -- synthetic print's deviation (0.22) and mean (0.76): the first
+        -- content is the standardized input drawn at a clean print's contrast
+        local start = {}
+        for i = 1, channels do start[i], start[channels + i] = 0.22, 0.76 end
+        self.content_head = nn.Conv2d(f, 2 * channels, 1, { dtype = o.dtype,
+            kernel_initializer = { type = "zeros" },
+            bias_initializer = function(shape, _, _, dtype) return whorl.tensor(start, { dtype = dtype }) end })
+    else
+        self.content_head = nn.Conv2d(f, channels, 1, o.residual
+            and { dtype = o.dtype, kernel_initializer = { type = "zeros" } }
+            or { activation = "sigmoid", dtype = o.dtype })
+    end
 end
 
 function Masked:__init(opts)
@@ -83,11 +99,13 @@ function Masked:__init(opts)
     self.standardize = opts.standardize and true or false
     self.input_skip = opts.input_skip and true or false
     self.residual = opts.residual and true or false
+    self.affine = opts.affine and true or false
+    if self.affine and self.residual then error("masked: residual and affine exclude each other", 2) end
     for k, v in pairs(opts) do
         if TRUNK[k] then
             trunk_opts[k] = v
         elseif k ~= "seed" and k ~= "name" and k ~= "mask_bias" and k ~= "standardize"
-            and k ~= "input_skip" and k ~= "residual" then
+            and k ~= "input_skip" and k ~= "residual" and k ~= "affine" then
             error(string.format("masked: unknown option '%s'", tostring(k)), 2)
         end
     end
@@ -116,6 +134,11 @@ function Masked:forward(x)
     local m = self.mask_head(h)
     local c = self.content_head(h)
     if self.residual then c = (x + c):clamp(0, 1) end
+    if self.affine then
+        local n = c:size()[2] // 2
+        local standardized = self.standardize and input:narrow(2, n + 1, n) or x
+        c = (c:narrow(2, 1, n) * standardized + c:narrow(2, n + 1, n)):clamp(0, 1)
+    end
     local out = m * c + (1 - m) * x
     rawset(self, "last_mask", m)
     rawset(self, "last_content", c)

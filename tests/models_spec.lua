@@ -281,13 +281,33 @@ describe("masked", function()
         assert.is_true(m.content_head.weight.grad:abs():sum():item() > 0)
     end)
 
-    it("keeps standardize, input_skip and residual through config and save/load", function()
+    it("affine: the content is a gain times the standardized input plus an offset", function()
+        local m = masked{ depth = 1, filters = 2, seed = 11, standardize = true, affine = true }
+        assert.are.equal(small_trunk(2) + conv(2, 1, 1) + conv(2, 2, 1), m:count_params())
+        -- at the start: gain 0.22 and offset 0.76 everywhere (a clean print's contrast)
+        local x = whorl.rand({ 2, 1, 16, 16 })
+        local _, _, content = m(x)
+        local mean = x:mean({ 3, 4 }, true)
+        local centred = x - mean
+        local s = centred / ((centred * centred):mean({ 3, 4 }, true):sqrt() + 1e-3)
+        assert.is_true(max_diff(content, (s * 0.22 + 0.76):clamp(0, 1)) < 1e-5)
+        -- so a faint copy of a print gets (nearly) the same content
+        local _, _, faint = m(x * 0.5 + 0.25)
+        assert.is_true(max_diff(content, faint) < 5e-3, "faint copy moved by " .. max_diff(content, faint))
+        raises(function() masked{ affine = true, residual = true } end, "exclude each other")
+    end)
+
+    it("keeps standardize, input_skip, residual and affine through config and save/load", function()
         local x = whorl.rand({ 2, 1, 16, 16 })
         local m = masked{ depth = 2, filters = 2, seed = 10, standardize = true, input_skip = true,
             residual = true }
         whorl.no_grad(function() m.content_head.bias:fill_(0.05) end)
         round_trip(m, x)
         fresh_load(m, x, "masked_options.safetensors")
+        m = masked{ depth = 2, filters = 2, seed = 12, standardize = true, input_skip = true, affine = true }
+        whorl.no_grad(function() m.content_head.weight:fill_(0.01) end)
+        round_trip(m, x)
+        fresh_load(m, x, "masked_affine.safetensors")
     end)
 
     it("learns on synthetic damaged prints with their masks: the loss goes down", function()
