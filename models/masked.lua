@@ -45,10 +45,11 @@
 --                (a ridge can be copied or rescaled straight through)
 --   residual     the content head draws a change to x, clamp(x + d, 0, 1),
 --                starting at zero, instead of the content itself
---   affine       the content head draws a gain a and an offset b per pixel,
---                content = clamp(a * s + b, 0, 1) with s the standardized
---                input (x without standardize): a faint print is restored
---                exactly by a constant gain, a missing region by b alone
+--   affine       content = clamp(g * s + b + d, 0, 1): s the standardized
+--                input (x without standardize), a gain g and an offset b per
+--                image from the pooled features, d the content head's
+--                change per pixel (starting at zero): a faint print is
+--                restored by its gain alone, d draws what is missing
 -- Registered as
 -- "MaskedUNet" with module = "masked", so whorl.load rebuilds it.
 local whorl = require "whorl"
@@ -77,14 +78,17 @@ local function build(self, trunk_opts, o)
     -- starting at zero), so content = input where it has learnt nothing
     local channels = math.tointeger(o.channels) or 1
     if o.affine then
-        -- a gain and an offset per pixel and channel, starting at a clean
-        -- synthetic print's deviation (0.22) and mean (0.76): the first
-        -- content is the standardized input drawn at a clean print's contrast
+        -- one gain and one offset per image and channel from the pooled
+        -- features, starting at a clean synthetic print's deviation (0.22)
+        -- and mean (0.76), and a per-pixel change starting at zero: the
+        -- first content is the standardized input at a clean print's contrast
         local start = {}
         for i = 1, channels do start[i], start[channels + i] = 0.22, 0.76 end
-        self.content_head = nn.Conv2d(f, 2 * channels, 1, { dtype = o.dtype,
+        self.gain_head = nn.Linear(f, 2 * channels, { dtype = o.dtype,
             kernel_initializer = { type = "zeros" },
-            bias_initializer = function(shape, _, _, dtype) return whorl.tensor(start, { dtype = dtype }) end })
+            bias_initializer = function(_, _, _, dtype) return whorl.tensor(start, { dtype = dtype }) end })
+        self.content_head = nn.Conv2d(f, channels, 1, { dtype = o.dtype,
+            kernel_initializer = { type = "zeros" } })
     else
         self.content_head = nn.Conv2d(f, channels, 1, o.residual
             and { dtype = o.dtype, kernel_initializer = { type = "zeros" } }
@@ -135,9 +139,12 @@ function Masked:forward(x)
     local c = self.content_head(h)
     if self.residual then c = (x + c):clamp(0, 1) end
     if self.affine then
-        local n = c:size()[2] // 2
-        local standardized = self.standardize and input:narrow(2, n + 1, n) or x
-        c = (c:narrow(2, 1, n) * standardized + c:narrow(2, n + 1, n)):clamp(0, 1)
+        local n, channels = x:size()[1], x:size()[2]
+        local gain_offset = self.gain_head(h:mean({ 3, 4 }))
+        local gain = gain_offset:narrow(2, 1, channels):reshape(n, channels, 1, 1)
+        local offset = gain_offset:narrow(2, channels + 1, channels):reshape(n, channels, 1, 1)
+        local standardized = self.standardize and input:narrow(2, channels + 1, channels) or x
+        c = (gain * standardized + offset + c):clamp(0, 1)
     end
     local out = m * c + (1 - m) * x
     rawset(self, "last_mask", m)
