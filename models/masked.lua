@@ -43,8 +43,6 @@
 --                any other; x itself still shows the mask head the damage)
 --   input_skip   both heads see the trunk's input beside its features
 --                (a ridge can be copied or rescaled straight through)
---   residual     the content head draws a change to x, clamp(x + d, 0, 1),
---                starting at zero, instead of the content itself
 --   affine       content = clamp(g * s + b + d, 0, 1): s the standardized
 --                input (x without standardize), a gain g and an offset b per
 --                image from the pooled features, d the content head's
@@ -74,8 +72,6 @@ local function build(self, trunk_opts, o)
     -- is a better first guess than the untrained content head's grey)
     self.mask_head = nn.Conv2d(f, 1, 1, { activation = "sigmoid", dtype = o.dtype,
         bias_initializer = { type = "constant", value = o.mask_bias or 0 } })
-    -- a residual content head draws the change to the input (no activation,
-    -- starting at zero), so content = input where it has learnt nothing
     local channels = math.tointeger(o.channels) or 1
     if o.affine then
         -- one gain and one offset per image and channel from the pooled
@@ -90,9 +86,7 @@ local function build(self, trunk_opts, o)
         self.content_head = nn.Conv2d(f, channels, 1, { dtype = o.dtype,
             kernel_initializer = { type = "zeros" } })
     else
-        self.content_head = nn.Conv2d(f, channels, 1, o.residual
-            and { dtype = o.dtype, kernel_initializer = { type = "zeros" } }
-            or { activation = "sigmoid", dtype = o.dtype })
+        self.content_head = nn.Conv2d(f, channels, 1, { activation = "sigmoid", dtype = o.dtype })
     end
 end
 
@@ -102,14 +96,12 @@ function Masked:__init(opts)
     local trunk_opts = { head = false }
     self.standardize = opts.standardize and true or false
     self.input_skip = opts.input_skip and true or false
-    self.residual = opts.residual and true or false
     self.affine = opts.affine and true or false
-    if self.affine and self.residual then error("masked: residual and affine exclude each other", 2) end
     for k, v in pairs(opts) do
         if TRUNK[k] then
             trunk_opts[k] = v
         elseif k ~= "seed" and k ~= "name" and k ~= "mask_bias" and k ~= "standardize"
-            and k ~= "input_skip" and k ~= "residual" and k ~= "affine" then
+            and k ~= "input_skip" and k ~= "affine" then
             error(string.format("masked: unknown option '%s'", tostring(k)), 2)
         end
     end
@@ -137,7 +129,6 @@ function Masked:forward(x)
     if self.input_skip then h = whorl.cat({ h, input }, 2) end
     local m = self.mask_head(h)
     local c = self.content_head(h)
-    if self.residual then c = (x + c):clamp(0, 1) end
     if self.affine then
         local n, channels = x:size()[1], x:size()[2]
         local gain_offset = self.gain_head(h:mean({ 3, 4 }))

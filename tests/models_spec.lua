@@ -264,23 +264,6 @@ describe("masked", function()
         assert.is_true(max_diff(out, mask * content + (1 - mask) * x) < 1e-6)
     end)
 
-    it("residual: the content is the input plus a learnt change, zero at the start", function()
-        local m = masked{ depth = 1, filters = 2, seed = 9, residual = true }
-        local x = whorl.rand({ 2, 1, 16, 16 })
-        local out, _, content = m(x)
-        assert.is_true(max_diff(content, x) < 1e-6)
-        assert.is_true(max_diff(out, x) < 1e-6)
-        -- the change is clamped into the image range, and trains the head
-        whorl.no_grad(function() m.content_head.bias:fill_(0.7) end)
-        out, _, content = m(x)
-        assert.is_true(max_diff(content, (x + 0.7):clamp(0, 1)) < 1e-6)
-        assert.is_true(content:max():item() <= 1)
-        whorl.no_grad(function() m.content_head.bias:fill_(0) end)
-        local y = whorl.rand({ 2, 1, 16, 16 })
-        masked.loss{ model = m, content_weight = 1 }(m(x), y):backward()
-        assert.is_true(m.content_head.weight.grad:abs():sum():item() > 0)
-    end)
-
     it("affine: the content is a gain times the standardized input plus an offset, per image", function()
         local m = masked{ depth = 1, filters = 2, seed = 11, standardize = true, affine = true }
         -- heads: mask, per-pixel change, and a Linear from the 2 pooled features to gain and offset
@@ -295,14 +278,12 @@ describe("masked", function()
         -- so a faint copy of a print gets (nearly) the same content
         local _, _, faint = m(x * 0.5 + 0.25)
         assert.is_true(max_diff(content, faint) < 5e-3, "faint copy moved by " .. max_diff(content, faint))
-        raises(function() masked{ affine = true, residual = true } end, "exclude each other")
+        raises(function() masked{ residual = true } end, "unknown option 'residual'")
     end)
 
-    it("keeps standardize, input_skip, residual and affine through config and save/load", function()
+    it("keeps standardize, input_skip and affine through config and save/load", function()
         local x = whorl.rand({ 2, 1, 16, 16 })
-        local m = masked{ depth = 2, filters = 2, seed = 10, standardize = true, input_skip = true,
-            residual = true }
-        whorl.no_grad(function() m.content_head.bias:fill_(0.05) end)
+        local m = masked{ depth = 2, filters = 2, seed = 10, standardize = true, input_skip = true }
         round_trip(m, x)
         fresh_load(m, x, "masked_options.safetensors")
         m = masked{ depth = 2, filters = 2, seed = 12, standardize = true, input_skip = true, affine = true }

@@ -180,6 +180,22 @@ describe("whorl reconstruct", function()
         assert.are.equal(0, (model(whorl.ones(1, 1, 32, 32)) - same(whorl.ones(1, 1, 32, 32))):abs():max():item())
     end)
 
+    it("teaches the mask head a print's whole damage, or none when it barely shows", function()
+        local data = require "whorl.jobs.reconstruct_data"
+        local clean = whorl.synth.batch{ count = 3, size = 32, dpi = 250, seed = 4, info = false }
+        local mask = whorl.zeros(3, 1, 32, 32)
+        mask:narrow(1, 1, 2):fill_(1)                    -- prints 1 and 2: damage everywhere
+        mask:narrow(1, 3, 1):narrow(3, 1, 8):fill_(1)    -- print 3: the top 8 rows
+        local damaged = whorl.cat({
+            (clean:narrow(1, 1, 1) + 0.01):clamp(0, 1),   -- a change too light to flag
+            clean:narrow(1, 2, 1) * 0.5 + 0.4,             -- faint: all of it, ridges and valleys
+            clean:narrow(1, 3, 1) * (1 - mask:narrow(1, 3, 1)) + mask:narrow(1, 3, 1) }, 1) -- erased rows
+        local v = data.visible(mask, damaged, clean)
+        assert.are.equal(0, v:narrow(1, 1, 1):abs():max():item())
+        assert.are.equal(0, (v:narrow(1, 2, 1) - 1):abs():max():item())
+        assert.are.equal(0, (v:narrow(1, 3, 1) - mask:narrow(1, 3, 1)):abs():max():item())
+    end)
+
     it("gives the masked model L1 and its print-level gain, the others MSE", function()
         local o = job.options({ "--filters", "4,8", "--size", "32" })
         assert.are.equal("l1", o.loss)
