@@ -196,6 +196,27 @@ describe("whorl reconstruct", function()
         assert.are.equal(0, (v:narrow(1, 3, 1) - mask:narrow(1, 3, 1)):abs():max():item())
     end)
 
+    it("damages every test print, drawing again only where a draw changed nothing", function()
+        local data = require "whorl.jobs.reconstruct_data"
+        -- a blank print: no damage that needs ridges (a smudge, a cut) shows on it
+        local clean = whorl.cat({ whorl.synth.batch{ count = 5, size = 32, dpi = 250, seed = 8, info = false },
+            whorl.ones(3, 1, 32, 32) }, 1)
+        local t = data.damage_test(clean, 21)
+        local once = whorl.synth.damage(clean, "random", { level = "random", seed = 21 })
+        local changed = (t.damaged - clean):abs():reshape(8, -1):max(2):totable()
+        local first = (once - clean):abs():reshape(8, -1):max(2):totable()
+        local same = (once - t.damaged):abs():reshape(8, -1):max(2):totable()
+        assert.are.equal(8, #t.kinds)
+        assert.are.same({ 8, 1, 32, 32 }, t.mask:size())
+        local redrawn = 0
+        for i = 1, 8 do if first[i] == 0 then redrawn = redrawn + 1 end end
+        assert.is_true(redrawn > 0, "the first draw changed every print: nothing to draw again")
+        for i = 1, 8 do
+            assert.is_true(changed[i] > 0, "test print " .. i .. " is undamaged")
+            if first[i] > 0 then assert.are.equal(0, same[i], "print " .. i .. " was drawn again") end
+        end
+    end)
+
     it("gives the masked model L1 and its print-level gain, the others MSE", function()
         local o = job.options({ "--filters", "4,8", "--size", "32" })
         assert.are.equal("l1", o.loss)

@@ -36,7 +36,7 @@ M.MODEL_LOSS = { masked = "l1" }
 
 M.DEFAULTS = { model = "masked", kernel_size = 3, loss = "mse", optimizer = "adam", lr = 0.001,
     epochs = 24, batch_size = 16, size = 64, dpi = 250, fingers = 160, impressions = 4,
-    test_fingers = 40, seed = 13, frozen_damage = false, out = "out/reconstruct" }
+    test_fingers = 100, seed = 13, frozen_damage = false, out = "out/reconstruct" }
 
 -- The options that define a run: resuming it with other values is an error.
 M.RUN_OPTIONS = { "model", "filters", "kernel_size", "loss", "optimizer", "lr", "batch_size", "size",
@@ -66,7 +66,8 @@ function M.parser()
         "minutiae to match; 500 dpi gives 9 px ridges).", nil, tonumber)
     p:option("--fingers", "Synthetic fingers for training and validation (default 160).", nil, tonumber)
     p:option("--impressions", "Synthetic impressions per finger (default 4).", nil, tonumber)
-    p:option("--test-fingers", "Other synthetic fingers in the test set (default 40).", nil, tonumber)
+    p:option("--test-fingers", "Other synthetic fingers in the test set (default 100: 400 prints, " ..
+        "for steadier mean match scores).", nil, tonumber)
     p:option("--seed", "Seed of the data, the split and the weights (default 13).", nil, tonumber)
     p:option("--out", "Run folder (default out/reconstruct).")
     p:option("--data", "A folder of real prints instead of synthetic ones: SOCOFing (Real/ and " ..

@@ -92,10 +92,35 @@ local function from_clean(o, train_clean, valid_clean, test_clean, with_mask)
     end
     local vx, vmask = whorl.synth.damage(valid_clean, "random", { level = "random", seed = o.seed + 1 })
     sets.valid = { x = vx, y = valid_clean, weight = with_mask and M.visible(vmask, vx, valid_clean) or nil }
-    local tx, tmask, choices = whorl.synth.damage(test_clean, "random", { level = "random", seed = o.seed + 1001 })
-    sets.test = { clean = test_clean, damaged = tx, mask = tmask, kinds = {} }
-    for i, c in ipairs(choices) do sets.test.kinds[i] = c.kind end
+    sets.test = M.damage_test(test_clean, o.seed + 1001)
     return sets
+end
+
+-- Every test print damaged by a random kind and level, drawn again (up to
+-- 8 times) for a print the draw left as it was (a cut beside the print):
+-- an unchanged print has an infinite PSNR, which would make the mean one.
+-- -> {clean, damaged, mask, kinds = {the kind of each print}}
+function M.damage_test(clean, seed)
+    local n = clean:size()[1]
+    local damaged, mask, choices = {}, {}, {}
+    local todo = {}
+    for i = 1, n do todo[i] = i end
+    for attempt = 0, 8 do
+        local part = rows(clean, todo)
+        local x, m, c = whorl.synth.damage(part, "random", { level = "random", seed = seed + 7919 * attempt })
+        local changed = (x - part):abs():reshape(#todo, -1):max(2):totable()
+        local again = {}
+        for k, i in ipairs(todo) do
+            if changed[k] > 0 or attempt == 8 then
+                damaged[i], mask[i], choices[i] = x:narrow(1, k, 1), m:narrow(1, k, 1), c[k].kind
+            else
+                again[#again + 1] = i
+            end
+        end
+        todo = again
+        if #todo == 0 then break end
+    end
+    return { clean = clean, damaged = whorl.cat(damaged, 1), mask = whorl.cat(mask, 1), kinds = choices }
 end
 
 local function synthetic(o, with_mask)
