@@ -45,9 +45,10 @@
 --                (a ridge can be copied or rescaled straight through)
 --   affine       content = clamp(g * s + b + d, 0, 1): s the standardized
 --                input (x without standardize), a gain g and an offset b per
---                image from the pooled features, d the content head's
---                change per pixel (starting at zero): a faint print is
---                restored by its gain alone, d draws what is missing
+--                image from the features' means and maxima, d the content
+--                head's change per pixel (starting at zero) times a share r
+--                per image: a faint print is restored by its gain alone, d
+--                draws what is missing
 -- Registered as
 -- "MaskedUNet" with module = "masked", so whorl.load rebuilds it.
 local whorl = require "whorl"
@@ -74,13 +75,15 @@ local function build(self, trunk_opts, o)
         bias_initializer = { type = "constant", value = o.mask_bias or 0 } })
     local channels = math.tointeger(o.channels) or 1
     if o.affine then
-        -- one gain and one offset per image and channel from the pooled
-        -- features, starting at a clean synthetic print's deviation (0.22)
-        -- and mean (0.76), and a per-pixel change starting at zero: the
-        -- first content is the standardized input at a clean print's contrast
+        -- per print, from the pooled features: a gain and an offset per
+        -- channel, starting at a clean synthetic print's deviation (0.22)
+        -- and mean (0.76), and how much of the per-pixel change to add
+        -- (starting at sigmoid(0)).  The per-pixel change starts at zero:
+        -- the first content is the standardized input at a clean print's
+        -- contrast
         local start = {}
-        for i = 1, channels do start[i], start[channels + i] = 0.22, 0.76 end
-        self.gain_head = nn.Linear(f, 2 * channels, { dtype = o.dtype,
+        for i = 1, channels do start[i], start[channels + i], start[2 * channels + i] = 0.22, 0.76, 0 end
+        self.print_head = nn.Linear(2 * f, 3 * channels, { dtype = o.dtype,
             kernel_initializer = { type = "zeros" },
             bias_initializer = function(_, _, _, dtype) return whorl.tensor(start, { dtype = dtype }) end })
         self.content_head = nn.Conv2d(f, channels, 1, { dtype = o.dtype,
@@ -131,11 +134,16 @@ function Masked:forward(x)
     local c = self.content_head(h)
     if self.affine then
         local n, channels = x:size()[1], x:size()[2]
-        local gain_offset = self.gain_head(h:mean({ 3, 4 }))
-        local gain = gain_offset:narrow(2, 1, channels):reshape(n, channels, 1, 1)
-        local offset = gain_offset:narrow(2, channels + 1, channels):reshape(n, channels, 1, 1)
+        -- the mean and the maximum of each feature: a print's extremes
+        -- (its paper white, its darkest ridge) tell its contrast
+        local p = self.print_head(whorl.cat({ h:mean({ 3, 4 }), h:max({ 3, 4 }) }, 2))
+        local function per_print(k, count) return p:narrow(2, k, count):reshape(n, count, 1, 1) end
+        local gain, offset = per_print(1, channels), per_print(channels + 1, channels)
+        -- a faint print needs none of the per-pixel change (its ridges are
+        -- all there), an erased one all of it
+        local redraw = per_print(2 * channels + 1, channels):sigmoid()
         local standardized = self.standardize and input:narrow(2, channels + 1, channels) or x
-        c = (gain * standardized + offset + c):clamp(0, 1)
+        c = (gain * standardized + offset + redraw * c):clamp(0, 1)
     end
     local out = m * c + (1 - m) * x
     rawset(self, "last_mask", m)

@@ -266,8 +266,9 @@ describe("masked", function()
 
     it("affine: the content is a gain times the standardized input plus an offset, per image", function()
         local m = masked{ depth = 1, filters = 2, seed = 11, standardize = true, affine = true }
-        -- heads: mask, per-pixel change, and a Linear from the 2 pooled features to gain and offset
-        assert.are.equal(small_trunk(2) + conv(2, 1, 1) + conv(2, 1, 1) + (2 * 2 + 2), m:count_params())
+        -- heads: mask, per-pixel change, and a Linear from the 2 features' means and maxima to
+        -- gain, offset and the share of the change
+        assert.are.equal(small_trunk(2) + conv(2, 1, 1) + conv(2, 1, 1) + (4 * 3 + 3), m:count_params())
         -- at the start: gain 0.22 and offset 0.76 for every image (a clean print's contrast)
         local x = whorl.rand({ 2, 1, 16, 16 })
         local _, _, content = m(x)
@@ -278,6 +279,18 @@ describe("masked", function()
         -- so a faint copy of a print gets (nearly) the same content
         local _, _, faint = m(x * 0.5 + 0.25)
         assert.is_true(max_diff(content, faint) < 5e-3, "faint copy moved by " .. max_diff(content, faint))
+        -- the per-pixel change counts at the print's share, sigmoid(0) = 0.5 at the start
+        whorl.no_grad(function() m.content_head.bias:fill_(0.1) end)
+        _, _, content = m(x)
+        assert.is_true(max_diff(content, (s * 0.22 + 0.76 + 0.05):clamp(0, 1)) < 1e-5)
+        -- all of it at a share of 1, none at 0
+        local bias = m.print_head.bias
+        whorl.no_grad(function() bias:narrow(1, 3, 1):fill_(40) end)
+        _, _, content = m(x)
+        assert.is_true(max_diff(content, (s * 0.22 + 0.76 + 0.1):clamp(0, 1)) < 1e-5)
+        whorl.no_grad(function() bias:narrow(1, 3, 1):fill_(-40) end)
+        _, _, content = m(x)
+        assert.is_true(max_diff(content, (s * 0.22 + 0.76):clamp(0, 1)) < 1e-5)
         raises(function() masked{ residual = true } end, "unknown option 'residual'")
     end)
 
@@ -289,7 +302,7 @@ describe("masked", function()
         m = masked{ depth = 2, filters = 2, seed = 12, standardize = true, input_skip = true, affine = true }
         whorl.no_grad(function()
             m.content_head.weight:fill_(0.01)
-            m.gain_head.weight:fill_(0.02)
+            m.print_head.weight:fill_(0.02)
         end)
         round_trip(m, x)
         fresh_load(m, x, "masked_affine.safetensors")
