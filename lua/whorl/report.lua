@@ -218,7 +218,8 @@ local function quality_table(metrics)
 end
 
 -- Readable names for the first key of fp.evaluate's measures.
-local IDENTITY_NAMES = { gmr = "GMR at FMR", eer = "EER", genuine = "genuine score" }
+local IDENTITY_NAMES = { gmr = "GMR at FMR", eer = "EER", genuine = "genuine score",
+    by_damage = "genuine score, damage" }
 
 -- The identity table (fp.evaluate's result): every leaf whose path holds
 -- "damaged" or "restored" becomes a row named by the rest of the path with
