@@ -22,7 +22,7 @@ local files = require "whorl.files"
 local M = {}
 
 M.MODELS = { "autoencoder224", "autoencoder100", "unet", "masked" }
-M.LOSSES = { "mse", "bce", "l1", "ssim", "mse+ssim" }
+M.LOSSES = { "mse", "bce", "l1", "ssim", "mse+ssim", "l1+ridge" }
 M.OPTIMIZERS = { rmsprop = "RMSprop", adam = "Adam", adamw = "AdamW", sgd = "SGD" }
 
 -- Widths per level by model (about 70k parameters for the unet and masked
@@ -53,7 +53,8 @@ function M.parser()
     p:option("--filters", "Widths, one per level, comma-separated (default: " ..
         "32,64,128 autoencoder224; 32,64 autoencoder100; 16,32,64 unet and masked).")
     p:option("--kernel-size", "Convolution kernel side (default 3).", nil, tonumber)
-    p:option("--loss", "Training loss: mse, bce, l1, ssim, mse+ssim (default l1 for the masked model, " ..
+    p:option("--loss", "Training loss: mse, bce, l1, ssim, mse+ssim, l1+ridge (L1 plus that of " ..
+        "oriented ridge-filter responses; default l1 for the masked model, " ..
         "which adds the BCE of its damage mask; mse for the others).", nil):choices(M.LOSSES)
     p:option("--optimizer", "rmsprop, adam, adamw or sgd (default adam).", nil)
         :choices({ "rmsprop", "adam", "adamw", "sgd" })
@@ -208,6 +209,10 @@ function M.loss(o, model)
         l1 = function() return losses.L1() end,
         ssim = function() return losses.SSIM() end,
         ["mse+ssim"] = function() return losses.Sum{ { 1, losses.MSE() }, { 1, losses.SSIM() } } end,
+        -- the ridge period of whorl.synth's prints: 9 px at 500 dpi
+        ["l1+ridge"] = function()
+            return losses.Sum{ { 1, losses.L1() }, { 1, losses.Ridge{ period = 9 * o.dpi / 500 } } }
+        end,
     })[o.loss]()
     if o.model == "masked" then
         return require("masked").loss{ model = model, reconstruction = rec, mask_weight = 0.1,
