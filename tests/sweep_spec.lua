@@ -188,6 +188,22 @@ describe("whorl sweep (end to end)", function()
             assert.matches("whorl reconstruct " .. table.concat(sweep.flags(r.options), " ") .. " --out " .. dir ..
                 "/" .. r.name .. " --quiet  [done]", out, 1, true)
         end
+
+        -- a run killed after its checkpoint (no metrics.json, no exit status)
+        -- goes on from it instead of starting over
+        local rdir = dir .. "/" .. runs[1].name
+        local history = files.slurp(rdir .. "/history.csv")
+        os.remove(rdir .. "/metrics.json")
+        os.remove(rdir .. "/exit_code")
+        assert.is_true(sweep.resumable(rdir))
+        out, code = run(cmd)
+        assert.are.equal(0, code, out)
+        assert.matches("resume " .. runs[1].name, out, 1, true)
+        assert.matches("--resume", files.slurp(rdir .. "/run.sh"), 1, true)
+        assert.is_true(exists(rdir .. "/metrics.json"), out)
+        -- every epoch was already done: the history gains no rows
+        assert.are.equal(history, files.slurp(rdir .. "/history.csv"))
+        assert.is_false(sweep.resumable(rdir))
         shell.remove(dir)
     end)
 

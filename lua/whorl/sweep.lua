@@ -20,7 +20,11 @@
 --   metrics.json present          done, skipped next time
 --   exit_code present, not done   failed: failed.json holds the exit status
 --                                 and the log's tail; rerun with retry_failed
---   neither                       not run, or interrupted: (re)started
+--   neither                       not run, or interrupted: started, or
+--                                 resumed (--resume) from its checkpoint
+--                                 when it has config.json and
+--                                 model.safetensors (a killed run keeps
+--                                 the epochs it finished)
 -- Then results.csv, results.md (sorted by whole-image PSNR) and pareto.png /
 -- pareto_time.png (parameters / training time against PSNR, Pareto front
 -- marked, by whorl.plot).
@@ -322,6 +326,12 @@ function M.state(dir)
     return "new"
 end
 
+-- An interrupted run that can go on from its last epoch: the job wrote
+-- config.json before training and model.safetensors after each epoch.
+function M.resumable(dir)
+    return M.state(dir) == "new" and exists(dir .. "/config.json") and exists(dir .. "/model.safetensors")
+end
+
 -- After a run's process ended: failed.json (exit status, log tail) when it
 -- did not finish.  Returns the state.
 local function record(dir)
@@ -338,9 +348,26 @@ end
 -- The process group of a run started earlier (its pid file), when it is
 -- still alive: a sweep called again while runs of the last call go on
 -- waits for them instead of starting them twice.
+--
+-- A finished run's shell can linger as a zombie when nothing reaps it (a
+-- container whose init does not), and kill -0 counts zombies as alive: on
+-- Linux the group is alive when /proc shows a member that is not a zombie.
+local function group_has_live_member(pgid)
+    local p = io.open("/proc/self/stat") and io.popen("cat /proc/[0-9]*/stat 2>/dev/null")
+    if not p then return os.execute(string.format("kill -s 0 -- -%d 2>/dev/null", pgid)) and true or false end
+    local alive = false
+    for line in p:lines() do
+        -- pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses
+        local state, pgrp = line:match(".*%) (%S+) %S+ (%S+)")
+        if tonumber(pgrp) == pgid and state ~= "Z" and state ~= "X" then alive = true end
+    end
+    p:close()
+    return alive
+end
+
 local function alive_group(dir)
     local pid = math.tointeger(tonumber(read_all(dir .. "/pid") or ""))
-    if pid and pid > 1 and os.execute(string.format("kill -s 0 -- -%d 2>/dev/null", pid)) then return pid end
+    if pid and pid > 1 and group_has_live_member(pid) then return pid end
     return nil
 end
 
@@ -353,6 +380,7 @@ local function launch(run, dir, command, threads)
     os.remove(dir .. "/exit_code")
     os.remove(dir .. "/failed.json")
     local argv = M.flags(run.options)
+    if run.resume then argv[#argv + 1] = "--resume" end
     for i, a in ipairs(argv) do argv[i] = quote(a) end
     local d = quote(dir)
     write_atomically(dir .. "/run.sh", string.format("#!/bin/sh\n# %s, started by whorl sweep\n" ..
@@ -385,7 +413,7 @@ local function drive(out, queue, running, workers, command, threads, poll, say)
             local run = queue[started]
             launch(run, out .. "/" .. run.name, command, threads)
             running[#running + 1] = run
-            say(string.format("start %s", run.name))
+            say(string.format("%s %s", run.resume and "resume" or "start", run.name))
         end
         -- system() ignores Ctrl-C in the caller; the sleep it waits for dies of it
         local _, how = os.execute("sleep " .. poll)
@@ -431,6 +459,8 @@ function M.run(spec, opts)
             running[#running + 1] = run
             say(string.format("wait  %s: still running from an earlier call", run.name))
         elseif state == "new" or (state == "failed" and opts.retry_failed) then
+            -- a failed run starts afresh: its checkpoint may be what failed
+            run.resume = state == "new" and M.resumable(dir)
             queue[#queue + 1] = run
         else
             skipped = skipped + 1
