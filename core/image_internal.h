@@ -34,6 +34,8 @@ wh_status wh_decode_pnm(const unsigned char *data, size_t size, const char *name
 
 /* Writers take 8- or 16-bit interleaved samples (same layout). */
 wh_status wh_write_png(const char *path, const wh_raw_image *img);
+/* Baseline JPEG at quality 1..100 (stb_image_write); 1 or 3 channels. */
+wh_status wh_write_jpeg(const char *path, const wh_raw_image *img, int quality);
 wh_status wh_write_tiff(const char *path, const wh_raw_image *img, wh_tiff_compression c);
 wh_status wh_write_pnm(const char *path, const wh_raw_image *img);
 wh_status wh_write_bmp(const char *path, const wh_raw_image *img);

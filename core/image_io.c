@@ -297,21 +297,26 @@ static wh_status tensor_to_raw(const char *path, const wh_tensor *t, int bits, w
 }
 
 wh_status wh_image_write(const char *path, const wh_tensor *t, const wh_image_write_opts *opts) {
-    wh_image_write_opts o = opts ? *opts : (wh_image_write_opts){8, WH_TIFF_NONE};
+    wh_image_write_opts o = opts ? *opts : (wh_image_write_opts){8, WH_TIFF_NONE, 0};
     if (o.bits == 0) o.bits = 8;
+    if (o.quality == 0) o.quality = 95;
     const char *ext = extension(path);
-    enum { PNG, TIFF, PNM, BMP } kind;
+    enum { PNG, TIFF, PNM, BMP, JPEG } kind;
     if (strcasecmp(ext, "png") == 0) kind = PNG;
     else if (strcasecmp(ext, "tif") == 0 || strcasecmp(ext, "tiff") == 0) kind = TIFF;
     else if (strcasecmp(ext, "pgm") == 0 || strcasecmp(ext, "ppm") == 0 ||
              strcasecmp(ext, "pnm") == 0) kind = PNM;
     else if (strcasecmp(ext, "bmp") == 0) kind = BMP;
+    else if (strcasecmp(ext, "jpg") == 0 || strcasecmp(ext, "jpeg") == 0) kind = JPEG;
     else
         return wh_fail(WH_ERR_ARG, "%s: image.write: unknown extension '.%s' (.png, .tif, "
-                       ".tiff, .pgm, .ppm, .bmp)", path, ext);
+                       ".tiff, .pgm, .ppm, .bmp, .jpg, .jpeg)", path, ext);
     if (o.bits != 8 && o.bits != 16)
         return wh_fail(WH_ERR_ARG, "%s: image.write: bits must be 8 or 16, got %d", path, o.bits);
-    if (o.bits == 16 && (kind == PNG || kind == BMP))
+    if (o.quality < 1 || o.quality > 100)
+        return wh_fail(WH_ERR_ARG, "%s: image.write: quality must be 1..100, got %d", path,
+                       o.quality);
+    if (o.bits == 16 && (kind == PNG || kind == BMP || kind == JPEG))
         return wh_fail(WH_ERR_ARG, "%s: image.write: 16-bit output needs .tif or .pgm", path);
     if (o.compression != WH_TIFF_NONE && kind != TIFF)
         return wh_fail(WH_ERR_ARG, "%s: image.write: compression applies to TIFF only", path);
@@ -327,9 +332,13 @@ wh_status wh_image_write(const char *path, const wh_tensor *t, const wh_image_wr
     else if (kind == BMP && c != 1 && c != 3)
         st = wh_fail(WH_ERR_SHAPE, "%s: BMP output holds 1 or 3 channels, the tensor has %d",
                      path, c);
+    else if (kind == JPEG && c != 1 && c != 3)
+        st = wh_fail(WH_ERR_SHAPE, "%s: JPEG output holds 1 or 3 channels, the tensor has %d",
+                     path, c);
     else if (kind == PNG) st = wh_write_png(path, &img);
     else if (kind == TIFF) st = wh_write_tiff(path, &img, o.compression);
     else if (kind == PNM) st = wh_write_pnm(path, &img);
+    else if (kind == JPEG) st = wh_write_jpeg(path, &img, o.quality);
     else st = wh_write_bmp(path, &img);
     wh_raw_free(&img);
     return st;

@@ -62,10 +62,12 @@ typedef enum { WH_TIFF_NONE = 0, WH_TIFF_LZW = 1, WH_TIFF_DEFLATE = 2 } wh_tiff_
 typedef struct {
     int bits;                        /* 8 (default) or 16 (TIFF and PGM only) */
     wh_tiff_compression compression; /* TIFF only */
+    int quality;                     /* JPEG only: 1..100, 0 = the default 95 */
 } wh_image_write_opts;
 
 /* Writes img ((H,W) or (C,H,W), C in 1..4; uint8 as is, float in [0,1]) to
- * path in the format its extension names.  opts may be NULL. */
+ * path in the format its extension names (.png .tif .tiff .pgm .ppm .pnm
+ * .bmp .jpg .jpeg).  opts may be NULL. */
 wh_status wh_image_write(const char *path, const wh_tensor *img, const wh_image_write_opts *opts);
 
 /* Reads a whole file into a malloc'd buffer (freed by the caller); a missing,

@@ -1,4 +1,4 @@
-/* PNG and JPEG through stb_image, PNG output through stb_image_write (Debian
+/* PNG and JPEG through stb_image, PNG and JPEG output through stb_image_write (Debian
  * libstb-dev headers, compiled here as private static copies so that the
  * decoders are built with our flags: the sanitizers and the fuzz target see
  * inside them).
@@ -252,6 +252,17 @@ wh_status wh_write_png(const char *path, const wh_raw_image *img) {
     int ok = stbi_write_png_to_func(membuf_put, &m, w, img->info.height, c, img->pixels, w * c);
     wh_status st;
     if (!ok || m.failed) st = wh_fail(WH_ERR_MEMORY, "%s: PNG encoding failed (out of memory)", path);
+    else st = wh_write_file(path, m.data, m.size);
+    free(m.data);
+    return st;
+}
+
+wh_status wh_write_jpeg(const char *path, const wh_raw_image *img, int quality) {
+    membuf m = {0};
+    int w = img->info.width, c = img->info.channels;
+    int ok = stbi_write_jpg_to_func(membuf_put, &m, w, img->info.height, c, img->pixels, quality);
+    wh_status st;
+    if (!ok || m.failed) st = wh_fail(WH_ERR_MEMORY, "%s: JPEG encoding failed (out of memory)", path);
     else st = wh_write_file(path, m.data, m.size);
     free(m.data);
     return st;

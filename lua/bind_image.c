@@ -4,8 +4,10 @@
  *   image.read(path, {grey=true, dtype="float32"}) -> (H,W), or (C,H,W) with
  *       grey=false; float in [0,1], or uint8
  *   image.decode(bytes, {grey=, dtype=, name=}) -> the same from a string
- *   image.write(path, img, {bits=8, compression="none"|"lzw"|"deflate"})
- *       format from the extension: .png .tif .tiff .pgm .ppm .bmp
+ *   image.write(path, img, {bits=8, compression="none"|"lzw"|"deflate", quality=95})
+ *       format from the extension: .png .tif .tiff .pgm .ppm .bmp .jpg .jpeg
+ *       (quality: JPEG only, 1..100; stb writes JPEG as three components,
+ *       so a grey image reads back with three equal channels)
  *   image.info(path) -> {width, height, channels, bits, depth, pages, format}
  *
  * Preprocessing (each takes a grey (H,W) float image, or anything to_grey
@@ -74,7 +76,11 @@ static int l_write(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     wh_tensor *t = whl_check_tensor(L, 2);
     check_opts(L, 3);
-    wh_image_write_opts o = {(int)whl_opt_field_integer(L, 3, "bits", 8), WH_TIFF_NONE};
+    lua_Integer quality = whl_opt_field_integer(L, 3, "quality", 95);
+    /* the core reads 0 as its default; from Lua a 0 is a mistake */
+    if (quality < 1 || quality > 100)
+        return luaL_error(L, "%s: image.write: quality must be 1..100, got %d", path, (int)quality);
+    wh_image_write_opts o = {(int)whl_opt_field_integer(L, 3, "bits", 8), WH_TIFF_NONE, (int)quality};
     if (!lua_isnoneornil(L, 3)) {
         lua_getfield(L, 3, "compression");
         if (!lua_isnil(L, -1)) {

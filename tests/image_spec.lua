@@ -356,6 +356,39 @@ describe("image.write", function()
         assert.are.same({ { 0, 64, 255 } }, back:totable())
     end)
 
+    it("writes JPEG, lossy within its quality, grey or colour", function()
+        -- a smooth image: JPEG's 8x8 DCT keeps it well at the default quality 95
+        local ramp = {}
+        for y = 1, 32 do
+            ramp[y] = {}
+            for x = 1, 48 do ramp[y][x] = 0.5 + 0.4 * math.sin(x / 6) * math.cos(y / 9) end
+        end
+        local grey = whorl.tensor(ramp)
+        for _, ext in ipairs({ "jpg", "jpeg", "JPG" }) do
+            local back = roundtrip("j." .. ext, grey, nil, {})
+            assert.are.same({ 32, 48 }, back:size())
+            assert(meandiff(back, grey) < 0.01, ext .. " mean error " .. meandiff(back, grey))
+            assert.are.equal("JPEG", image.info(TMP .. "/j." .. ext).format)
+        end
+        local rgb = whorl.cat({ grey:view(1, 32, 48), (1 - grey):view(1, 32, 48), (grey * 0.5):view(1, 32, 48) }, 1)
+        local back = roundtrip("c.jpg", rgb, nil, { grey = false })
+        assert.are.same({ 3, 32, 48 }, back:size())
+        assert(meandiff(back, rgb) < 0.02, "colour mean error " .. meandiff(back, rgb))
+        -- a lower quality is a smaller file and a larger error
+        whorl.manual_seed(10)
+        local noisy = whorl.rand({ 64, 64 })
+        image.write(TMP .. "/q95.jpg", noisy)
+        image.write(TMP .. "/q20.jpg", noisy, { quality = 20 })
+        local function size(p) local f = assert(io.open(p, "rb")); local n = f:seek("end"); f:close(); return n end
+        assert(size(TMP .. "/q20.jpg") < size(TMP .. "/q95.jpg"))
+        assert(meandiff(image.read(TMP .. "/q20.jpg"), noisy) > meandiff(image.read(TMP .. "/q95.jpg"), noisy))
+        local p = TMP .. "/bad.jpg"
+        assert_error_naming(p, image.write, p, grey, { quality = 0 })
+        assert_error_naming(p, image.write, p, grey, { quality = 101 })
+        assert_error_naming(p, image.write, p, grey, { bits = 16 })
+        assert_error_naming(p, image.write, p, whorl.rand({ 2, 4, 4 }))
+    end)
+
     it("rejects what it cannot write", function()
         local x = whorl.rand({ 4, 4 })
         local p = TMP .. "/x.gif"

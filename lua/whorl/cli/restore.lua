@@ -6,8 +6,7 @@
 -- IN: image files (TIFF, BMP, PNG, JPEG, PGM/PPM; colour is turned grey) or
 -- folders (every image inside, subfolders too, kept as subfolders of DIR).
 -- Each result goes to DIR with the input's file name, format and size; a
--- 16-bit TIFF or PGM stays 16-bit.  JPEG, which whorl cannot write, becomes
--- PNG (name.jpg -> name.png).
+-- 16-bit TIFF or PGM stays 16-bit; JPEG is written at quality 95.
 --
 -- The model works on tiles of its training size: --size, else config.json
 -- beside the checkpoint (written by `whorl reconstruct`), else the model's
@@ -176,11 +175,12 @@ end
 
 -- ---- files ----------------------------------------------------------------------------------------
 
-local WRITABLE = { png = true, tif = true, tiff = true, bmp = true, pgm = true, ppm = true, pnm = true }
-local EXT_OF_FORMAT = { TIFF = "tif", BMP = "bmp", PNG = "png", PNM = "pgm" }
+local WRITABLE = { png = true, tif = true, tiff = true, bmp = true, pgm = true, ppm = true, pnm = true,
+    jpg = true, jpeg = true }
+local EXT_OF_FORMAT = { TIFF = "tif", BMP = "bmp", PNG = "png", PNM = "pgm", JPEG = "jpg" }
 
 -- The output name for an input's relative name: the same, unless whorl
--- cannot write that format (JPEG, or an extension naming no writer).
+-- cannot write under that extension (a JPEG named .jfif, say): the format's own.
 local function output_name(rel, format)
     local stem, ext = rel:match("^(.*)%.([^./]+)$")
     if ext and WRITABLE[ext:lower()] then return rel end
