@@ -20,6 +20,7 @@
 #define WHORL_FP_MATCH_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "fingerprint.h"
@@ -91,6 +92,7 @@ typedef struct {
     /* between the minutiae of cylinders i and k, at [i * count + k]: their
      * distance and the direction of the line from i to k (for the relaxation) */
     float *distance, *direction;
+    size_t bytes;     /* all of the above, noted in wh_memory_live_bytes */
 } wh_mcc_template;
 
 /* Builds t's cylinders into out (malloc'd; wh_mcc_free).  Minutiae with

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "fp_match.h"
+#include "tensor.h"
 
 #define PI 3.14159265358979323846
 
@@ -80,6 +81,7 @@ void wh_mcc_free(wh_mcc_template *m) {
     free(m->values);
     free(m->distance);
     free(m->direction);
+    if (m->bytes) wh_memory_note_external(-(ptrdiff_t)m->bytes);
     memset(m, 0, sizeof *m);
 }
 
@@ -246,6 +248,9 @@ static wh_status alloc_template(wh_mcc_template *o, int n) {
         wh_mcc_free(o);
         return wh_fail(WH_ERR_MEMORY, "mcc: out of memory for %d cylinders", n);
     }
+    size_t bytes = m * (sizeof *o->index + 3 * sizeof(float) + cells + cells * sizeof(float) + cells * nd);
+    o->bytes += bytes;
+    wh_memory_note_external((ptrdiff_t)bytes);
     return WH_OK;
 }
 
@@ -259,6 +264,8 @@ static wh_status pair_geometry(wh_mcc_template *o) {
         wh_mcc_free(o);
         return wh_fail(WH_ERR_MEMORY, "mcc: out of memory for %zu cylinders", n);
     }
+    o->bytes += 2 * nn * sizeof(float);
+    wh_memory_note_external((ptrdiff_t)(2 * nn * sizeof(float)));
     for (size_t i = 0; i < n; i++)
         for (size_t k = 0; k < n; k++) {
             double dx = o->x[k] - o->x[i], dy = o->y[k] - o->y[i];

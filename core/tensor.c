@@ -115,6 +115,16 @@ static wh_allocator cpu_allocator = {
 wh_allocator *wh_cpu_allocator(void) { return &cpu_allocator; }
 
 size_t wh_memory_live_bytes(void) { return atomic_load(&live_bytes); }
+
+void wh_memory_note_external(ptrdiff_t bytes) {
+    if (bytes < 0) {
+        atomic_fetch_sub(&live_bytes, (size_t)-bytes);
+        return;
+    }
+    size_t now = atomic_fetch_add(&live_bytes, (size_t)bytes) + (size_t)bytes;
+    size_t peak = atomic_load(&peak_bytes);
+    while (now > peak && !atomic_compare_exchange_weak(&peak_bytes, &peak, now)) {}
+}
 size_t wh_memory_peak_bytes(void) { return atomic_load(&peak_bytes); }
 
 /* ---- storage ---------------------------------------------------------------- */

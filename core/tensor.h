@@ -76,6 +76,10 @@ const char *wh_device_name(wh_device d, char *buf, size_t n);
  * (the Lua binding feeds the latter to the garbage collector). */
 size_t wh_memory_live_bytes(void);
 size_t wh_memory_peak_bytes(void);
+/* Other large C memory (match cylinders, image surfaces) counted in the live
+ * bytes while it is held, so the binding's collector pacing sees it too:
+ * + bytes when allocated, - the same when freed. */
+void wh_memory_note_external(ptrdiff_t bytes);
 /* Frees cached blocks of the CPU allocator. */
 void wh_cpu_allocator_empty_cache(void);
 

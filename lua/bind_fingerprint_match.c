@@ -8,7 +8,7 @@
  *       Minutia Cylinder-Code of one print, built once and reused by every
  *       comparison; anywhere a template is accepted below, cylinders are too.
  *       c:close() frees their memory now (about 2.8 KB a cylinder) rather
- *       than at the next garbage collection, which does not see it.
+ *       than at a garbage collection (which counts it: whl_gc_account).
  *   fp.mcc_all(templates [, {dpi=500}]) -> list of cylinders (OpenMP over prints)
  *   fp.match(a, b [, {dpi=500}]) -> score in [0, 1], pairs
  *       score 1 for identical templates (0.99 and more), 0 when either has
@@ -163,6 +163,7 @@ static const wh_mcc_template *to_mcc(lua_State *L, int idx, const wh_mcc_params 
     m = push_mcc(L);
     whl_check(L, wh_mcc_build(&t, p, m));
     lua_remove(L, -2);
+    whl_gc_account(L);
     return m;
 }
 
@@ -255,6 +256,7 @@ static const wh_mcc_template **list_mcc(lua_State *L, int idx, const wh_mcc_para
             }
         }
     if (failed) luaL_error(L, "%s: argument %d: %s", op, arg, message);
+    whl_gc_account(L);
     *count = (int)n;
     return ptr;
 }

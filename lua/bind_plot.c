@@ -48,6 +48,7 @@ typedef struct {
     cairo_surface_t *surface; /* NULL once closed */
     cairo_t *cr;
     int width, height;
+    size_t bytes; /* the surface's pixels, noted in wh_memory_live_bytes */
 } canvas;
 
 /* ---- argument checks ----------------------------------------------------------------- */
@@ -105,7 +106,8 @@ static void check_cairo(lua_State *L, canvas *c, const char *op) {
 static void release(canvas *c) {
     if (c->cr) cairo_destroy(c->cr);
     if (c->surface) cairo_surface_destroy(c->surface);
-    c->cr = NULL, c->surface = NULL;
+    if (c->bytes) wh_memory_note_external(-(ptrdiff_t)c->bytes);
+    c->cr = NULL, c->surface = NULL, c->bytes = 0;
 }
 
 static int l_canvas(lua_State *L) {
@@ -113,7 +115,7 @@ static int l_canvas(lua_State *L) {
     if (w < 1 || w > MAX_SIDE) luaL_argerror(L, 1, lua_pushfstring(L, "width must be in 1..%d, got %I", MAX_SIDE, w));
     if (h < 1 || h > MAX_SIDE) luaL_argerror(L, 2, lua_pushfstring(L, "height must be in 1..%d, got %I", MAX_SIDE, h));
     canvas *c = lua_newuserdatauv(L, sizeof *c, 0);
-    c->surface = NULL, c->cr = NULL, c->width = (int)w, c->height = (int)h;
+    c->surface = NULL, c->cr = NULL, c->width = (int)w, c->height = (int)h, c->bytes = 0;
     luaL_setmetatable(L, CANVAS_MT); /* from here __gc frees whatever was made */
     c->surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)w, (int)h);
     if (cairo_surface_status(c->surface) != CAIRO_STATUS_SUCCESS) {
@@ -121,6 +123,9 @@ static int l_canvas(lua_State *L) {
         release(c);
         luaL_error(L, "plot.canvas(%I, %I): cairo: %s", w, h, cairo_status_to_string(st));
     }
+    /* the surface is the canvas's memory: let the collector see it */
+    c->bytes = (size_t)cairo_image_surface_get_stride(c->surface) * (size_t)h;
+    wh_memory_note_external((ptrdiff_t)c->bytes);
     c->cr = cairo_create(c->surface);
     check_cairo(L, c, "canvas");
     cairo_set_source_rgb(c->cr, 1, 1, 1);
@@ -128,6 +133,7 @@ static int l_canvas(lua_State *L) {
     cairo_set_source_rgb(c->cr, 0, 0, 0);
     cairo_set_line_cap(c->cr, CAIRO_LINE_CAP_BUTT);
     cairo_set_line_join(c->cr, CAIRO_LINE_JOIN_ROUND);
+    whl_gc_account(L);
     return 1;
 }
 

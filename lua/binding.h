@@ -31,6 +31,10 @@ wh_tensor *whl_tensor_or_scalar(lua_State *L, int idx, const wh_tensor *like);
  * up) and tells the garbage collector about the memory.  Returns 1.  If t
  * is NULL pushes nil. */
 int whl_push_tensor(lua_State *L, wh_tensor *t);
+/* Runs a full collection when the C memory counted by wh_memory_live_bytes
+ * has grown by half since the last one (at least 64 MB): every function
+ * that makes a userdata owning large C memory calls it (whorl_core.c). */
+void whl_gc_account(lua_State *L);
 /* Raises a Lua error with the core's message when st != WH_OK. */
 void whl_check(lua_State *L, wh_status st);
 /* A shape given either as numbers from idx to the top of the stack, or as a

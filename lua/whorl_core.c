@@ -71,7 +71,9 @@ void whl_check(lua_State *L, wh_status st) {
  * (LUA_GCSTEP) are not used: Lua paces them on its own small heap, so with a
  * few MB of Lua objects every few MB of tensors would start a whole cycle.
  * The state is per process, not per lua_State: the memory counter it
- * watches is global too. */
+ * watches is global too.  Cairo canvases and match cylinders note their
+ * memory in the same counter (wh_memory_note_external) and call
+ * whl_gc_account when they are made. */
 #define GC_FLOOR ((size_t)64 << 20)
 
 static size_t gc_baseline;
@@ -82,7 +84,7 @@ static size_t gc_threshold(void) {
     return gc_baseline + allow;
 }
 
-static void gc_account(lua_State *L) {
+void whl_gc_account(lua_State *L) {
     size_t live = wh_memory_live_bytes();
     /* Memory freed behind our back (close(), Lua's own cycles) lowers the bar. */
     if (live < gc_baseline) gc_baseline = live;
@@ -101,7 +103,7 @@ int whl_push_tensor(lua_State *L, wh_tensor *t) {
     whl_tensor_ud *u = lua_newuserdatauv(L, sizeof *u, 0);
     u->t = t;
     luaL_setmetatable(L, WHL_TENSOR_MT);
-    gc_account(L);
+    whl_gc_account(L);
     return 1;
 }
 

@@ -91,3 +91,53 @@ describe("garbage collection of tensors", function()
         assert.equal(1, t[MB])
     end)
 end)
+
+describe("garbage collection of other C memory", function()
+    it("keeps canvases left open (4 MB of pixels each) flat in memory", function()
+        settle()
+        local rss0, live0 = rss_bytes(), whorl.memory_stats().live_bytes
+        local max_live = 0
+        for _ = 1, 300 do
+            local c = whorl.plot.canvas(1024, 1024) -- painted white: every page touched
+            max_live = math.max(max_live, whorl.memory_stats().live_bytes)
+            c = nil
+        end
+        local grown = rss_bytes() - rss0
+        assert.is_true(grown < 300 * MB, string.format("RSS grew by %.0f MB (1.2 GB if kept)", grown / MB))
+        assert.is_true(max_live - live0 < 300 * MB,
+            string.format("live bytes reached %.0f MB", (max_live - live0) / MB))
+        settle()
+        assert.equal(live0, whorl.memory_stats().live_bytes)
+        -- closed by hand: the bytes go at once
+        local c = whorl.plot.canvas(512, 512)
+        assert.is_true(whorl.memory_stats().live_bytes >= live0 + 512 * 512 * 4)
+        c:close()
+        assert.equal(live0, whorl.memory_stats().live_bytes)
+    end)
+
+    it("counts match cylinders while they are held and frees them with close or the collector", function()
+        local fp = whorl.fingerprint
+        local minutiae = {}
+        for k = 1, 40 do
+            minutiae[k] = { x = 20 + (k * 37) % 200, y = 20 + (k * 53) % 200, angle = k * 0.7, type = "ending",
+                quality = 1 }
+        end
+        local template = { minutiae = minutiae, width = 256, height = 256 }
+        settle()
+        local live0 = whorl.memory_stats().live_bytes
+        local c = fp.mcc(template)
+        local held = whorl.memory_stats().live_bytes - live0
+        assert.is_true(#c > 10 and held > #c * 1000, string.format("%d cylinders, %d bytes noted", #c, held))
+        c:close()
+        assert.equal(live0, whorl.memory_stats().live_bytes)
+        -- 2000 sets of cylinders left to the collector: 230 MB if kept
+        local max_live = 0
+        for _ = 1, 2000 do
+            local _ = fp.mcc(template)
+            max_live = math.max(max_live, whorl.memory_stats().live_bytes)
+        end
+        assert.is_true(max_live - live0 < 150 * MB, string.format("live bytes reached %.0f MB", (max_live - live0) / MB))
+        settle()
+        assert.equal(live0, whorl.memory_stats().live_bytes)
+    end)
+end)
