@@ -18,24 +18,32 @@ local function settle()
     collectgarbage()
 end
 
+-- Runs body(i) for i = 1..n after a full collection and asserts that
+-- neither RSS nor the live bytes grew by `limit` bytes or more (live bytes
+-- sampled every `every` iterations); returns the live bytes at the start.
+local function assert_flat(n, every, limit, what, body)
+    settle()
+    local rss0, live0 = rss_bytes(), whorl.memory_stats().live_bytes
+    local max_live = live0
+    for i = 1, n do
+        body(i)
+        if i % every == 0 then max_live = math.max(max_live, whorl.memory_stats().live_bytes) end
+    end
+    local grown = rss_bytes() - rss0
+    assert.is_true(grown < limit, string.format("%s: RSS grew by %.0f MB", what, grown / MB))
+    assert.is_true(max_live - live0 < limit,
+        string.format("%s: live bytes reached %.0f MB", what, (max_live - live0) / MB))
+    return live0
+end
+
 describe("garbage collection of tensors", function()
     it("keeps 100,000 temporary 1 MB tensors flat in memory", function()
-        settle()
-        local rss0, live0 = rss_bytes(), whorl.memory_stats().live_bytes
-        local max_live = 0
-        for i = 1, 100000 do
+        local live0 = assert_flat(100000, 1000, 200 * MB, "1 MB tensors", function(i)
             local t = whorl.empty(MB // 4) -- 1 MB of float32
             -- Writing one element faults in a page, so a leak would show in
             -- RSS (4 kB a tensor, 400 MB in all) as well as in live bytes.
             t:set(1 + (i % 1000), i)
-            if i % 1000 == 0 then
-                max_live = math.max(max_live, whorl.memory_stats().live_bytes)
-            end
-        end
-        local grown = rss_bytes() - rss0
-        assert.is_true(grown < 200 * MB, string.format("RSS grew by %.0f MB", grown / MB))
-        assert.is_true(max_live - live0 < 200 * MB,
-            string.format("live tensor bytes reached %.0f MB", (max_live - live0) / MB))
+        end)
         settle()
         assert.is_true(whorl.memory_stats().live_bytes - live0 < MB)
     end)
@@ -94,18 +102,8 @@ end)
 
 describe("garbage collection of other C memory", function()
     it("keeps canvases left open (4 MB of pixels each) flat in memory", function()
-        settle()
-        local rss0, live0 = rss_bytes(), whorl.memory_stats().live_bytes
-        local max_live = 0
-        for _ = 1, 300 do
-            local c = whorl.plot.canvas(1024, 1024) -- painted white: every page touched
-            max_live = math.max(max_live, whorl.memory_stats().live_bytes)
-            c = nil
-        end
-        local grown = rss_bytes() - rss0
-        assert.is_true(grown < 300 * MB, string.format("RSS grew by %.0f MB (1.2 GB if kept)", grown / MB))
-        assert.is_true(max_live - live0 < 300 * MB,
-            string.format("live bytes reached %.0f MB", (max_live - live0) / MB))
+        -- painted white, so every page is touched: 1.2 GB if kept
+        local live0 = assert_flat(300, 1, 300 * MB, "canvases", function() whorl.plot.canvas(1024, 1024) end)
         settle()
         assert.equal(live0, whorl.memory_stats().live_bytes)
         -- closed by hand: the bytes go at once
@@ -131,12 +129,7 @@ describe("garbage collection of other C memory", function()
         c:close()
         assert.equal(live0, whorl.memory_stats().live_bytes)
         -- 2000 sets of cylinders left to the collector: 230 MB if kept
-        local max_live = 0
-        for _ = 1, 2000 do
-            local _ = fp.mcc(template)
-            max_live = math.max(max_live, whorl.memory_stats().live_bytes)
-        end
-        assert.is_true(max_live - live0 < 150 * MB, string.format("live bytes reached %.0f MB", (max_live - live0) / MB))
+        assert_flat(2000, 1, 150 * MB, "cylinders", function() fp.mcc(template) end)
         settle()
         assert.equal(live0, whorl.memory_stats().live_bytes)
     end)
