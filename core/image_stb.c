@@ -1,4 +1,4 @@
-/* PNG and JPEG through stb_image, PNG and JPEG output through stb_image_write (Debian
+/* PNG and JPEG through stb_image (Debian
  * libstb-dev headers, compiled here as private static copies so that the
  * decoders are built with our flags: the sanitizers and the fuzz target see
  * inside them).
@@ -19,9 +19,6 @@
 #define STBI_NO_STDIO
 #define STBI_NO_LINEAR
 #define STBI_NO_HDR
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STB_IMAGE_WRITE_STATIC
-#define STBI_WRITE_NO_STDIO
 /* stb declares static prototypes of the parts compiled out: reported at the
  * end of the file, so this one is not popped. */
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -32,7 +29,6 @@
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #pragma GCC diagnostic ignored "-Wtype-limits"
 #include <stb/stb_image.h>
-#include <stb/stb_image_write.h>
 #pragma GCC diagnostic pop
 
 /* ---- PNG chunk structure and CRCs (RFC 2083, section 3.4) ------------------------ */
@@ -220,50 +216,4 @@ wh_status wh_decode_jpeg(const unsigned char *d, size_t n, const char *name, boo
                          wh_raw_image *img) {
     WH_TRY(jpeg_check_markers(d, n, name, info_only));
     return stb_decode(d, n, name, info_only, img, "JPEG");
-}
-
-/* ---- PNG output --------------------------------------------------------------------- */
-
-typedef struct {
-    unsigned char *data;
-    size_t size, cap;
-    bool failed;
-} membuf;
-
-static void membuf_put(void *ctx, void *data, int size) {
-    membuf *m = ctx;
-    if (m->failed || size <= 0) return;
-    if (m->size + (size_t)size > m->cap) {
-        size_t cap = (m->cap ? m->cap * 2 : 1 << 16) + (size_t)size;
-        unsigned char *p = realloc(m->data, cap);
-        if (!p) {
-            m->failed = true;
-            return;
-        }
-        m->data = p, m->cap = cap;
-    }
-    memcpy(m->data + m->size, data, (size_t)size);
-    m->size += (size_t)size;
-}
-
-wh_status wh_write_png(const char *path, const wh_raw_image *img) {
-    membuf m = {0};
-    int w = img->info.width, c = img->info.channels;
-    int ok = stbi_write_png_to_func(membuf_put, &m, w, img->info.height, c, img->pixels, w * c);
-    wh_status st;
-    if (!ok || m.failed) st = wh_fail(WH_ERR_MEMORY, "%s: PNG encoding failed (out of memory)", path);
-    else st = wh_write_file(path, m.data, m.size);
-    free(m.data);
-    return st;
-}
-
-wh_status wh_write_jpeg(const char *path, const wh_raw_image *img, int quality) {
-    membuf m = {0};
-    int w = img->info.width, c = img->info.channels;
-    int ok = stbi_write_jpg_to_func(membuf_put, &m, w, img->info.height, c, img->pixels, quality);
-    wh_status st;
-    if (!ok || m.failed) st = wh_fail(WH_ERR_MEMORY, "%s: JPEG encoding failed (out of memory)", path);
-    else st = wh_write_file(path, m.data, m.size);
-    free(m.data);
-    return st;
 }
