@@ -43,7 +43,7 @@
 --                any other; x itself still shows the mask head the damage)
 --   input_skip   both heads see the trunk's input beside its features
 --                (a ridge can be copied or rescaled straight through)
---   affine       content = clamp(g * s + b + d, 0, 1): s the standardized
+--   affine       content = clamp(g * s + b + r * d, 0, 1): s the standardized
 --                input (x without standardize), a gain g and an offset b per
 --                image from the features' means and maxima, d the content
 --                head's change per pixel (starting at zero) times a share r

@@ -297,17 +297,21 @@ function Ridge.new(opts)
     return setmetatable({ settings = ridge_settings(opts) }, Ridge)
 end
 
--- The filter responses of (N, C, H, W) images: (N*C, orientations, H-w+1, W-w+1).
-function losses.ridge_responses(x, opts)
-    local r = opts and opts.window and opts or ridge_settings(opts)
-    local size = check_images(x, x, r, "ridge_responses")
+-- The filter responses of checked (N, C, H, W) images of `size`:
+-- (N*C, orientations, H-w+1, W-w+1).
+local function ridge_conv(x, size, r)
     return whorl.conv2d(x:reshape(size[1] * size[2], 1, size[3], size[4]), ridge_filters(r, x:dtype()), nil)
+end
+
+function losses.ridge_responses(x, opts)
+    local r = ridge_settings(opts)
+    return ridge_conv(x, check_images(x, x, r, "ridge_responses"), r)
 end
 
 function Ridge:forward(pred, target, weight)
     local r = self.settings
     local size = check_images(pred, target, r, "Ridge loss")
-    local diff = (losses.ridge_responses(pred, r) - losses.ridge_responses(target, r)):abs()
+    local diff = (ridge_conv(pred, size, r) - ridge_conv(target, size, r)):abs()
     if weight == nil then return diff:mean() end
     -- a position counts with the weight of its window's centre pixel
     local half = (r.window - 1) // 2

@@ -353,7 +353,9 @@ end
 -- container whose init does not), and kill -0 counts zombies as alive: on
 -- Linux the group is alive when /proc shows a member that is not a zombie.
 local function group_has_live_member(pgid)
-    local p = io.open("/proc/self/stat") and io.popen("cat /proc/[0-9]*/stat 2>/dev/null")
+    local probe = io.open("/proc/self/stat")
+    if probe then probe:close() end
+    local p = probe and io.popen("cat /proc/[0-9]*/stat 2>/dev/null")
     if not p then return os.execute(string.format("kill -s 0 -- -%d 2>/dev/null", pgid)) and true or false end
     local alive = false
     for line in p:lines() do
